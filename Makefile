@@ -1,0 +1,50 @@
+# Two entry points, both idempotent: `make demo` and `make check`.
+# Everything lands in a local virtual environment (.venv) with the exact versions of
+# constraints/dev.txt (torch 2.13.0 as a CPU build); the package itself keeps ranges.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints/dev.txt
+export MPLBACKEND := Agg
+
+.PHONY: demo check test lint typecheck docs bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.demo-installed: pyproject.toml constraints/dev.txt | $(PY)
+	$(PIP) -e '.[plot]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml constraints/dev.txt | $(PY)
+	$(PIP) -e '.[dev]'
+	touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/gradbasics demo --out build/task2-activations.png
+
+check: $(VENV)/.dev-installed
+	$(MAKE) lint typecheck test docs
+
+lint: $(VENV)/.dev-installed
+	$(PY) -m ruff check src tests examples benchmarks docs
+	$(PY) -m ruff format --check src tests examples benchmarks docs
+
+typecheck: $(VENV)/.dev-installed
+	$(PY) -m mypy --strict src tests
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest
+
+docs: $(VENV)/.dev-installed
+	@if [ -f docs/conf.py ]; then \
+		$(PY) -m sphinx -W --keep-going -n -b html docs build/docs/html && \
+		$(PY) -m sphinx -W --keep-going -n -b doctest docs build/docs/doctest; \
+	fi
+
+bench: $(VENV)/.dev-installed
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build docs/_build .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,34 @@
+"""gradbasics: reference PyTorch training primitives, each checked against an oracle."""
+
+from gradbasics._version import __version__
+from gradbasics.data import LossFn, batched_loss, mse_loss
+from gradbasics.models import ChainModel, FrozenFirstModel
+from gradbasics.plotting import plot_activations, plot_losses
+from gradbasics.recording import ActivationRecorder
+from gradbasics.steps import legacy_data_step, manual_sgd_step
+from gradbasics.training import (
+    Callback,
+    DivergenceError,
+    TrainHistory,
+    UpdateRule,
+    train_loop,
+)
+
+__all__ = [
+    "ActivationRecorder",
+    "Callback",
+    "ChainModel",
+    "DivergenceError",
+    "FrozenFirstModel",
+    "LossFn",
+    "TrainHistory",
+    "UpdateRule",
+    "__version__",
+    "batched_loss",
+    "legacy_data_step",
+    "manual_sgd_step",
+    "mse_loss",
+    "plot_activations",
+    "plot_losses",
+    "train_loop",
+]

@@ -1,0 +1,38 @@
+"""Independent oracles shared by the tests: hand-written loops and closed forms."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def params_of(model: torch.nn.Module) -> dict[str, Tensor]:
+    """Return a detached copy of every parameter and buffer, by name."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_bits(a: dict[str, Tensor], b: dict[str, Tensor]) -> None:
+    """Assert two name -> tensor maps are equal bit for bit (NaNs included)."""
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype, k
+        assert torch.equal(a[k].view(-1).view(torch.uint8), b[k].view(-1).view(torch.uint8)), k
+
+
+def hand_chain_loop(
+    x: Tensor, t: Tensor, *, epochs: int, lr: float, w: tuple[float, float, float] = (3, 4, 5)
+) -> tuple[list[Tensor], list[float]]:
+    """The notes' loop written out by hand: raw leaf tensors, torch.relu, p.add_ updates."""
+    ws = [torch.tensor([v], dtype=x.dtype, device=x.device, requires_grad=True) for v in w]
+    losses: list[float] = []
+    for _ in range(epochs):
+        out = ws[2] * torch.relu(ws[1] * (ws[0] * x))
+        loss = ((out - t) ** 2).mean()
+        losses.append(loss.item())
+        loss.backward()
+        with torch.no_grad():
+            for p in ws:
+                assert p.grad is not None
+                p.add_(p.grad, alpha=-lr)
+                p.grad = None
+    return [p.detach() for p in ws], losses

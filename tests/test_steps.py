@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from gradbasics import legacy_data_step, manual_sgd_step
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+def _params_with_grads(
+    device: torch.device, dtype: torch.dtype, seed: int
+) -> tuple[list[Tensor], list[Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(7,), (3, 5), (2, 3, 4), (1,), (64,)]
+    values = [torch.randn(s, generator=gen).to(device, dtype) for s in shapes]
+    grads = [torch.randn(s, generator=gen).mul(10).to(device, dtype) for s in shapes]
+    return values, grads
+
+
+def _leaves(values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+    out = []
+    for v, g in zip(values, grads, strict=True):
+        p = v.clone().requires_grad_(True)
+        p.grad = g.clone()
+        out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("lr", [0.1, 0.01, 1e-3, 0.3333])
+def test_manual_sgd_step_is_bit_identical_to_torch_sgd(
+    device: torch.device, dtype: torch.dtype, lr: float
+) -> None:
+    values, grads = _params_with_grads(device, dtype, seed=int(lr * 1e4))
+    mine, theirs = _leaves(values, grads), _leaves(values, grads)
+    manual_sgd_step(mine, lr)
+    torch.optim.SGD(theirs, lr=lr).step()
+    for a, b in zip(mine, theirs, strict=True):
+        assert torch.equal(a.detach(), b.detach())
+        assert a.requires_grad and a.is_leaf
+
+
+def test_two_roundings_differ_from_sgd_so_the_bit_test_can_fail() -> None:
+    # Oracle check: the naive p -= lr * g must NOT always agree with SGD, otherwise the
+    # bit-identity test above would prove nothing.
+    values, grads = _params_with_grads(torch.device("cpu"), torch.float32, seed=1)
+    naive, theirs = _leaves(values, grads), _leaves(values, grads)
+    with torch.no_grad():
+        for p in naive:
+            assert p.grad is not None
+            p -= 0.3333 * p.grad
+    torch.optim.SGD(theirs, lr=0.3333).step()
+    assert not all(torch.equal(a, b) for a, b in zip(naive, theirs, strict=True))
+
+
+def test_manual_sgd_step_skips_none_grads_and_keeps_grads(device: torch.device) -> None:
+    a = torch.tensor([1.0, 2.0], device=device, requires_grad=True)
+    b = torch.tensor([5.0], device=device, requires_grad=True)
+    a.grad = torch.tensor([0.5, -1.0], device=device)
+    manual_sgd_step(iter([a, b]), 2.0)
+    assert a.tolist() == [0.0, 4.0]
+    assert b.tolist() == [5.0]
+    assert b.grad is None
+    assert a.grad is not None and a.grad.tolist() == [0.5, -1.0]
+
+
+def test_manual_sgd_step_accepts_model_parameters(device: torch.device) -> None:
+    model = torch.nn.Linear(3, 2).to(device)
+    ref = torch.nn.Linear(3, 2).to(device)
+    ref.load_state_dict(model.state_dict())
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)).to(device)
+    for m in (model, ref):
+        m(x).square().sum().backward()
+    manual_sgd_step(model.parameters(), 0.05)
+    torch.optim.SGD(ref.parameters(), lr=0.05).step()
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_legacy_data_step_rounds_twice(device: torch.device) -> None:
+    values, grads = _params_with_grads(device, torch.float64, seed=3)
+    mine = _leaves(values, grads)
+    legacy_data_step(mine, 0.25)
+    for p, v, g in zip(mine, values, grads, strict=True):
+        # Oracle: the same two roundings written out by hand.
+        assert torch.equal(p.detach(), v - 0.25 * g)
+
+
+def test_data_write_between_forward_and_backward_silently_corrupts_the_gradient() -> None:
+    w = torch.tensor([3.0], requires_grad=True)
+    w.grad = torch.tensor([1.0])
+    loss = (w**2).sum()  # saves w for backward: d/dw = 2 w = 6
+    legacy_data_step([w], 1.0)  # w.data becomes 2, hidden from autograd
+    loss.backward()
+    assert w.grad is not None
+    # The correct gradient of this graph is 2 * 3 = 6 (plus the 1 already there): 7.
+    # The .data write made backward use the new w = 2: it silently returns 1 + 4 = 5.
+    assert w.grad.item() == 5.0 != 1.0 + 2 * 3.0
+
+
+def test_no_grad_write_between_forward_and_backward_raises() -> None:
+    w = torch.tensor([3.0], requires_grad=True)
+    w.grad = torch.tensor([1.0])
+    loss = (w**2).sum()
+    manual_sgd_step([w], 1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_in_place_update_of_a_leaf_without_no_grad_raises() -> None:
+    w = torch.tensor([3.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        w -= 0.1
+
+
+@pytest.mark.parametrize("step", [manual_sgd_step, legacy_data_step])
+@pytest.mark.parametrize(
+    ("params", "lr", "exc", "words"),
+    [
+        ("tensor", 0.1, TypeError, ["params", "iterable of tensors"]),
+        ("floats", 0.1, TypeError, ["params[0]", "1.0"]),
+        ("ok", -0.1, ValueError, ["lr", "-0.1"]),
+        ("ok", float("nan"), ValueError, ["lr", "nan"]),
+        ("ok", float("inf"), ValueError, ["lr", "inf"]),
+        ("ok", "0.1", TypeError, ["lr", "'0.1'"]),
+        ("ok", True, TypeError, ["lr", "True"]),
+        ("ok", torch.tensor(0.1), TypeError, ["lr", "tensor", "float(lr.item())"]),
+        ("nonleaf", 0.1, ValueError, ["params[0]", "not a leaf"]),
+    ],
+)
+def test_bad_arguments_change_nothing(
+    step: object, params: object, lr: object, exc: type[Exception], words: list[str]
+) -> None:
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    w.grad = torch.tensor([1.0, 1.0])
+    arg = {"tensor": w, "ok": [w], "nonleaf": [w * 2], "floats": [1.0]}[str(params)]
+    with pytest.raises(exc) as info:
+        step(arg, lr)  # type: ignore[operator]
+    for word in words:
+        assert word in str(info.value)
+    assert w.tolist() == [1.0, 2.0]
+
+
+def test_zero_lr_changes_nothing() -> None:
+    w = torch.tensor([1.0, -0.0], requires_grad=True)
+    w.grad = torch.tensor([3.0, 3.0])
+    manual_sgd_step([w], 0)
+    assert torch.equal(w.detach(), torch.tensor([1.0, -0.0]))
