@@ -35,7 +35,7 @@ class ActivationRecorder:
 
     On entry a forward hook is registered on each named submodule; every forward pass
     then stores the submodule's output, detached from the graph (not copied), under its
-    name in :attr:`activations`, replacing the previous one, so memory stays bounded
+    name in ``activations``, replacing the previous one, so memory stays bounded
     however many passes run. On exit the hooks are removed, also when the block raises;
     the last values stay readable. The recorder may be entered again later.
 
@@ -54,6 +54,10 @@ class ActivationRecorder:
         model: The module to observe.
         names: The submodule names to record (default: see above). ``"output"`` may name
             the model itself when it has no submodule of that name.
+
+    Attributes:
+        activations: The latest recorded tensor of each name (detached, not copied).
+        names: The names recorded, in order.
 
     Raises:
         TypeError: If ``model`` is not an ``nn.Module`` or ``names`` is not a sequence of
