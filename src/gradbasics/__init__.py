@@ -2,17 +2,12 @@
 
 from gradbasics._version import __version__
 from gradbasics.data import LossFn, batched_loss, mse_loss
+from gradbasics.history import Callback, DivergenceError, TrainHistory
 from gradbasics.models import ChainModel, FrozenFirstModel
 from gradbasics.plotting import plot_activations, plot_losses
 from gradbasics.recording import ActivationRecorder
 from gradbasics.steps import legacy_data_step, manual_sgd_step
-from gradbasics.training import (
-    Callback,
-    DivergenceError,
-    TrainHistory,
-    UpdateRule,
-    train_loop,
-)
+from gradbasics.training import UpdateRule, train_loop
 
 __all__ = [
     "ActivationRecorder",

@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 
 from gradbasics._version import __version__
+from gradbasics.history import DivergenceError
 from gradbasics.models import ChainModel, FrozenFirstModel
-from gradbasics.training import DivergenceError, train_loop
+from gradbasics.training import train_loop
 
 __all__ = ["main"]
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gradbasics._validate import _describe
-from gradbasics.training import TrainHistory
+from gradbasics.history import TrainHistory
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -3,6 +3,10 @@
 Both rules take the parameters and a learning rate, read ``p.grad`` and change ``p`` in
 place. Neither zeroes the gradients: clearing them is the caller's (or
 :func:`~gradbasics.train_loop`'s) job, exactly as with ``torch.optim``.
+
+Both take an optional ``guard`` (typically the loss): the step is then applied only when
+the guard is finite, decided on the guard's device by a masked update, so a GPU loop can
+refuse a non-finite step without waiting for the GPU.
 """
 
 from __future__ import annotations
@@ -12,12 +16,78 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from gradbasics._validate import check_lr, check_params
+from gradbasics._validate import _describe, check_lr, check_params
 
 __all__ = ["legacy_data_step", "manual_sgd_step"]
 
+# torch._foreach_add_ costs about 2 us more than three add_ calls on the CPU but wins from
+# a handful of tensors on; on CUDA it is what torch.optim.SGD itself runs.
+_FOREACH_MIN_TENSORS = 5
 
-def manual_sgd_step(params: Iterable[Tensor], lr: float) -> None:
+
+def _with_grads(params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    ps: list[Tensor] = []
+    gs: list[Tensor] = []
+    for p in params:
+        g = p.grad
+        if g is not None:
+            ps.append(p)
+            gs.append(g)
+    return ps, gs
+
+
+def _check_guard(guard: object) -> Tensor | None:
+    if guard is not None and not isinstance(guard, Tensor):
+        raise TypeError(f"guard must be a torch.Tensor or None, got {_describe(guard)}.")
+    return guard
+
+
+def _finite(guard: Tensor) -> Tensor:
+    """Return a 0-d bool tensor on ``guard``'s device: True when every element is finite."""
+    return torch.isfinite(guard).all()
+
+
+def use_foreach(params: list[Tensor]) -> bool:
+    """Whether :func:`sgd_update` should take the multi-tensor kernel for ``params``."""
+    return len(params) >= _FOREACH_MIN_TENSORS or any(p.device.type != "cpu" for p in params)
+
+
+def sgd_update(
+    params: list[Tensor], lr: float, ok: Tensor | None = None, *, foreach: bool = False
+) -> None:
+    """Apply :func:`manual_sgd_step` to checked ``params``; ``ok`` is a 0-d bool mask.
+
+    ``foreach`` picks the multi-tensor kernel (see :func:`use_foreach`); it is decided by
+    the caller, once, because reading tensor attributes on every step costs microseconds.
+    """
+    with torch.no_grad():
+        if foreach:
+            ps, gs = _with_grads(params)
+            if ok is not None:
+                # where() picks g itself when ok, so a finite step keeps its bits.
+                gs = [torch.where(ok, g, 0.0) for g in gs]
+            if ps:
+                # The kernel torch.optim.SGD runs on CUDA; on the CPU it is add_ per tensor
+                # underneath, SGD's single-tensor path: the same bits either way.
+                torch._foreach_add_(ps, gs, alpha=-lr)
+            return
+        for p in params:
+            g = p.grad
+            if g is not None:
+                p.add_(g if ok is None else torch.where(ok, g, 0.0), alpha=-lr)
+
+
+def legacy_update(params: list[Tensor], lr: float, ok: Tensor | None = None) -> None:
+    """Apply :func:`legacy_data_step` to checked ``params``; ``ok`` is a 0-d bool mask."""
+    for p in params:
+        g = p.grad
+        if g is not None:
+            if ok is not None:
+                g = torch.where(ok, g, 0.0)
+            p.data -= lr * g
+
+
+def manual_sgd_step(params: Iterable[Tensor], lr: float, *, guard: Tensor | None = None) -> None:
     r"""Apply one step of gradient descent in place, under ``torch.no_grad()``.
 
     .. math::
@@ -35,13 +105,19 @@ def manual_sgd_step(params: Iterable[Tensor], lr: float) -> None:
     ``.data`` write, it bumps the tensor's version counter, so a backward pass that still
     needs the old value raises instead of silently using the new one.
 
+    With ``guard``, the step becomes :math:`p \leftarrow p - \eta\, m\, \nabla_p L` with
+    :math:`m = 1` if every element of ``guard`` is finite and :math:`m = 0` otherwise,
+    computed on the device (``torch.where``, no host synchronisation); a finite step is
+    bit-for-bit the unguarded one.
+
     Args:
         params: The tensors to update (e.g. ``model.parameters()``); leaf tensors only.
         lr: The learning rate :math:`\eta`, a finite number >= 0.
+        guard: Optional tensor, typically the loss: skip the step unless it is finite.
 
     Raises:
-        TypeError: If ``params`` is not an iterable of tensors or ``lr`` is not a real
-            number (a tensor ``lr`` included).
+        TypeError: If ``params`` is not an iterable of tensors, ``lr`` is not a real
+            number (a tensor ``lr`` included) or ``guard`` is not a tensor.
         ValueError: If ``lr`` is negative or not finite, or a tensor is not a leaf.
 
     Example:
@@ -52,25 +128,18 @@ def manual_sgd_step(params: Iterable[Tensor], lr: float) -> None:
         >>> manual_sgd_step([w], lr=0.5)
         >>> w
         tensor([0.], requires_grad=True)
-        >>> w.grad
-        tensor([6.])
+        >>> manual_sgd_step([w], lr=0.5, guard=torch.tensor(float("inf")))  # skipped
+        >>> w
+        tensor([0.], requires_grad=True)
     """
-    sgd_update(check_params(params), check_lr(lr))
+    rate = check_lr(lr)
+    checked = check_params(params)
+    g = _check_guard(guard)
+    ok = None if g is None else _finite(g)
+    sgd_update(checked, rate, ok, foreach=use_foreach(checked))
 
 
-def sgd_update(params: list[Tensor], lr: float) -> None:
-    """Apply :func:`manual_sgd_step` to already-checked ``params`` (no input checks)."""
-    with_grad = [p for p in params if p.grad is not None]
-    if not with_grad:
-        return
-    grads = [p.grad for p in with_grad]
-    with torch.no_grad():
-        # The same multi-tensor kernel torch.optim.SGD uses; on the CPU it runs add_ per
-        # tensor, i.e. SGD's single-tensor path, so the bits agree on every device.
-        torch._foreach_add_(with_grad, grads, alpha=-lr)  # type: ignore[arg-type]
-
-
-def legacy_data_step(params: Iterable[Tensor], lr: float) -> None:
+def legacy_data_step(params: Iterable[Tensor], lr: float, *, guard: Tensor | None = None) -> None:
     r"""Apply one step of gradient descent with the legacy ``p.data -= lr * p.grad`` idiom.
 
     .. math::
@@ -84,14 +153,16 @@ def legacy_data_step(params: Iterable[Tensor], lr: float) -> None:
     write under ``torch.no_grad()``, where that backward pass raises instead. The product
     ``lr * p.grad`` is also rounded before the subtraction, so the result can differ from
     ``torch.optim.SGD`` in the last bit. Parameters whose ``.grad`` is None are skipped;
-    gradients are not zeroed.
+    gradients are not zeroed. ``guard`` works as in :func:`manual_sgd_step`.
 
     Args:
         params: The tensors to update; leaf tensors only.
         lr: The learning rate :math:`\eta`, a finite number >= 0.
+        guard: Optional tensor, typically the loss: skip the step unless it is finite.
 
     Raises:
-        TypeError: If ``params`` is not an iterable of tensors or ``lr`` is not a real number.
+        TypeError: If ``params`` is not an iterable of tensors, ``lr`` is not a real
+            number or ``guard`` is not a tensor.
         ValueError: If ``lr`` is negative or not finite, or a tensor is not a leaf.
 
     Example:
@@ -104,7 +175,6 @@ def legacy_data_step(params: Iterable[Tensor], lr: float) -> None:
         tensor([0.], requires_grad=True)
     """
     rate = check_lr(lr)
-    tensors = check_params(params)
-    for p in tensors:
-        if p.grad is not None:
-            p.data -= rate * p.grad
+    checked = check_params(params)
+    g = _check_guard(guard)
+    legacy_update(checked, rate, None if g is None else _finite(g))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from gradbasics._device import sanctioned_sync, to_device
 from gradbasics._validate import (
     _describe,
     check_batch_size,
@@ -22,64 +22,20 @@ from gradbasics._validate import (
     trainable_params,
 )
 from gradbasics.data import LossFn, check_loss_fn, check_loss_value
+from gradbasics.history import Callback, DivergenceError, TrainHistory
 from gradbasics.recording import ActivationRecorder
-from gradbasics.steps import manual_sgd_step, sgd_update
+from gradbasics.steps import (
+    legacy_data_step,
+    legacy_update,
+    manual_sgd_step,
+    sgd_update,
+    use_foreach,
+)
 
-__all__ = ["Callback", "DivergenceError", "TrainHistory", "UpdateRule", "train_loop"]
+__all__ = ["UpdateRule", "train_loop"]
 
 UpdateRule = Callable[[Sequence[Tensor], float], None]
 """An update rule: ``update(params, lr)`` changes the parameters in place from ``p.grad``."""
-
-
-@dataclass
-class TrainHistory:
-    """What :func:`train_loop` keeps of a run.
-
-    Attributes:
-        losses: One float per completed epoch: the epoch's mean per-sample loss, each
-            batch's loss taken before its update.
-        activations: With ``record=True``, one CPU tensor per recorded name, of shape
-            ``(epochs, *activation_shape)``: row ``e`` holds the activation of epoch
-            ``e``'s last forward pass, before its update. Empty otherwise.
-    """
-
-    losses: list[float] = field(default_factory=list)
-    activations: dict[str, Tensor] = field(default_factory=dict)
-
-
-Callback = Callable[[int, TrainHistory], Any]
-"""Called as ``callback(epoch, history)`` at the end of each epoch (``epoch`` is 0-based)."""
-
-
-class DivergenceError(FloatingPointError):
-    """Raised by :func:`train_loop` when a loss is NaN or infinite.
-
-    The update from the non-finite loss is never applied, so the parameters keep the
-    values of the last finite step.
-
-    Attributes:
-        epoch: The 0-based epoch in which the loss became non-finite.
-        history: The history of the completed epochs before it.
-        loss: The non-finite loss value.
-        last_finite_loss: The last finite batch loss seen, or None if there was none.
-    """
-
-    def __init__(
-        self, epoch: int, history: TrainHistory, loss: float, last_finite_loss: float | None
-    ) -> None:
-        self.epoch = epoch
-        self.history = history
-        self.loss = loss
-        self.last_finite_loss = last_finite_loss
-        last = "none" if last_finite_loss is None else f"{last_finite_loss:.6g}"
-        super().__init__(
-            f"Training diverged at epoch {epoch}: the loss became {loss}; the last finite "
-            f"loss was {last}. The update from the non-finite loss was not applied. "
-            "Try a smaller learning rate."
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.epoch, self.history, self.loss, self.last_finite_loss)
 
 
 def _check_callbacks(callbacks: object) -> list[Callback]:
@@ -100,6 +56,58 @@ def _progress_bar(epochs: int) -> Any:
             "progress=True needs tqdm; install it with: pip install 'gradbasics[progress]'"
         ) from exc
     return tqdm(total=epochs, unit="epoch")
+
+
+def _losses_stay_on_device(
+    device: torch.device, optimizer: torch.optim.Optimizer | None, update: UpdateRule
+) -> bool:
+    """Whether losses are read once per epoch, non-finite steps masked on the device.
+
+    Off the CPU, reading a loss waits for the device; the built-in rules can instead mask
+    a non-finite step there. On the CPU a read is cheaper than the mask.
+    """
+    builtin = optimizer is None and update in (manual_sgd_step, legacy_data_step)
+    return builtin and device.type != "cpu"
+
+
+def _update_and_clear(
+    params: list[Tensor],
+    lr: float,
+    optimizer: torch.optim.Optimizer | None,
+    update: UpdateRule,
+) -> Callable[[Tensor | None], None]:
+    """Return ``finish(mask)``: apply the update, then clear the gradients.
+
+    ``mask`` (a 0-d bool tensor or None) masks the built-in rules' update. The function is
+    chosen once, so a step pays for no dispatch of its own.
+    """
+    if optimizer is not None:
+        opt = optimizer
+
+        def finish(mask: Tensor | None) -> None:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return finish
+    if update is manual_sgd_step:
+        foreach = use_foreach(params)
+
+        def finish_sgd(mask: Tensor | None) -> None:
+            sgd_update(params, lr, mask, foreach=foreach)  # checked once, by train_loop
+            for p in params:
+                p.grad = None
+
+        return finish_sgd
+
+    def finish_rule(mask: Tensor | None) -> None:
+        if update is legacy_data_step:
+            legacy_update(params, lr, mask)
+        else:
+            update(params, lr)
+        for p in params:
+            p.grad = None
+
+    return finish_rule
 
 
 def train_loop(
@@ -136,7 +144,11 @@ def train_loop(
     no permutation is drawn, since it could only change the rounding.
 
     The data are moved to the model's device once. A NaN or infinite loss raises
-    :class:`DivergenceError` before its backward pass, so its update is never applied.
+    :class:`DivergenceError`, and its update is never applied. On the CPU each loss is
+    read as it comes. On a GPU, with ``lr`` and a built-in update rule, the losses stay
+    on the device and are read once per epoch: a non-finite loss masks its update (and
+    every later one) on the device, so no step waits for the GPU. With an optimizer or a
+    custom update rule, each loss is read before its update (a synchronisation per step).
 
     Args:
         model: The model; its parameters that require grad are trained.
@@ -177,6 +189,7 @@ def train_loop(
         >>> history.losses[0]
         1.0
     """
+    # 1. Check everything before anything is changed.
     check_model(model)
     n_epochs = check_int(epochs, name="epochs", minimum=0)
     if (lr is None) == (optimizer is None):
@@ -196,66 +209,94 @@ def train_loop(
     params = trainable_params(model)
     device, dtype = model_device_dtype(model)
     fn = check_loss_fn(loss_fn)
-    x, y = check_data(inputs, targets, model_dtype=dtype, float_targets=loss_fn is None)
+    with sanctioned_sync():
+        x, y = check_data(inputs, targets, model_dtype=dtype, float_targets=loss_fn is None)
     n = x.shape[0]
     size = check_batch_size(batch_size, n)
     gen = check_generator(generator)
     hooks = _check_callbacks(callbacks)
     bar = _progress_bar(n_epochs) if progress else None
 
-    x, y = x.to(device), y.to(device)  # once, not per step
-    full_batch = size is None or size == n
+    # 2. Set up: data on the model's device once; how to update and clear.
+    with sanctioned_sync():
+        x, y = to_device(x, device), to_device(y, device)
+    if size is None or size == n:
+        size = n
+    sizes = [size] * (n // size) + ([n % size] if n % size else [])  # rows per batch
+    on_device = _losses_stay_on_device(device, optimizer, update)
     recorder = ActivationRecorder(model) if record else None
     rows: dict[str, Tensor] = {}
     history = TrainHistory()
-
-    def clear_grads() -> None:
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-        else:
-            for p in params:
-                p.grad = None
-
-    clear_grads()  # stale gradients would otherwise leak into the first step
     last_finite: float | None = None
+    ok = torch.ones((), dtype=torch.bool, device=device)  # sticky "all losses finite"
+    step_losses: Tensor | None = None  # (batches,) on the device, read once per epoch
+
+    finish = _update_and_clear(params, rate, optimizer, update)
+
+    def diverged(epoch: int, value: float) -> DivergenceError:
+        done = TrainHistory(list(history.losses), {k: v[:epoch] for k, v in rows.items()})
+        return DivergenceError(epoch, done, value, last_finite)
+
+    for p in params:  # stale gradients would otherwise leak into the first step
+        p.grad = None
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
     try:
         for epoch in range(n_epochs):
-            if full_batch:
+            # 3. One epoch: forward, loss, backward, update, clear, for every batch.
+            if size == n:
                 batches: Sequence[tuple[Tensor, Tensor]] = ((x, y),)
             else:
-                assert size is not None
-                perm = torch.randperm(n, generator=gen).to(device)  # (N,) drawn on the CPU
+                perm = to_device(torch.randperm(n, generator=gen), device)  # (N,)
                 batches = [(x.index_select(0, i), y.index_select(0, i)) for i in perm.split(size)]
-            total = 0.0
+            values: list[float] = []
             for b, (xb, yb) in enumerate(batches):
                 if recorder is not None and b == len(batches) - 1:
                     with recorder:
                         out = model(xb)
                 else:
                     out = model(xb)
-                loss = check_loss_value(fn(out, yb))
-                value = loss.item()
-                if not math.isfinite(value):
-                    done = {k: v[:epoch] for k, v in rows.items()}
-                    raise DivergenceError(
-                        epoch, TrainHistory(list(history.losses), done), value, last_finite
-                    )
-                last_finite = value
-                loss.backward()
-                if optimizer is not None:
-                    optimizer.step()
-                elif update is manual_sgd_step:
-                    sgd_update(params, rate)  # already checked: skip the per-step checks
+                loss = fn(out, yb)
+                if epoch == 0 and b == 0:
+                    check_loss_value(loss)
+                if on_device:
+                    if step_losses is None:
+                        step_losses = torch.empty(len(sizes), dtype=loss.dtype, device=device)
+                    detached = loss.detach()
+                    step_losses[b] = detached
+                    torch.logical_and(ok, torch.isfinite(detached), out=ok)
+                    loss.backward()
+                    finish(ok)
                 else:
-                    update(params, rate)
-                clear_grads()
-                total += value * xb.shape[0]
-            history.losses.append(value if len(batches) == 1 else total / n)
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise diverged(epoch, value)
+                    last_finite = value
+                    values.append(value)
+                    loss.backward()
+                    finish(None)
+
+            # 4. Record, then read the losses (the one sync of a GPU epoch), report.
             if recorder is not None:
                 for name, act in recorder.activations.items():
                     if name not in rows:
-                        rows[name] = torch.empty((n_epochs, *act.shape), dtype=act.dtype)
-                    rows[name][epoch].copy_(act)
+                        pin = device.type == "cuda"
+                        shape = (n_epochs, *act.shape)
+                        rows[name] = torch.empty(shape, dtype=act.dtype, pin_memory=pin)
+                    rows[name][epoch].copy_(act, non_blocking=True)
+            if on_device:
+                assert step_losses is not None
+                with sanctioned_sync():
+                    values = step_losses.tolist()
+                for value in values:
+                    if not math.isfinite(value):
+                        raise diverged(epoch, value)
+                    last_finite = value
+            if len(values) == 1:
+                history.losses.append(values[0])
+            else:
+                history.losses.append(sum(v * s for v, s in zip(values, sizes, strict=True)) / n)
+            if recorder is not None:
                 history.activations = {k: v[: epoch + 1] for k, v in rows.items()}
             if bar is not None:
                 bar.update(1)

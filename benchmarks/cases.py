@@ -1,0 +1,202 @@
+"""The benchmark cases: each gradbasics path against the hand-written loop it replaces."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from gradbasics import ChainModel, manual_sgd_step, train_loop
+
+
+@dataclass
+class Sizes:
+    """Work per timed call; ``tiny()`` for the smoke run in the test suite."""
+
+    chain_steps: int = 300
+    update_tensors: int = 80
+    update_width: int = 256
+    update_calls: int = 20
+    epoch_rows: int = 100_000
+    epoch_features: int = 16
+    batch: int = 64
+    rounds: int = 21
+    epoch_rounds: int = 7
+
+    @classmethod
+    def tiny(cls) -> Sizes:
+        """Sizes that finish in about a second."""
+        return cls(
+            chain_steps=5,
+            update_tensors=4,
+            update_width=8,
+            update_calls=2,
+            epoch_rows=256,
+            batch=64,
+            rounds=3,
+            epoch_rounds=3,
+        )
+
+
+INFO = float("inf")  # a measurement to report, not a target
+
+Case = tuple[str, Callable[[], object], Callable[[], object], float, int, str, int]
+
+
+def _chain_data() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor([2.0]), torch.tensor([1.0])
+
+
+def chain_cases(s: Sizes) -> list[Case]:
+    """train_loop on ChainModel (full batch) against the minimal and idiomatic loops."""
+    x, t = _chain_data()
+    n = s.chain_steps
+    ours_model, min_model, idiom_model, opt_model = (ChainModel() for _ in range(4))
+    idiom_opt = torch.optim.SGD(idiom_model.parameters(), lr=1e-4)
+    opt_opt = torch.optim.SGD(opt_model.parameters(), lr=1e-4)
+    min_params = list(min_model.parameters())
+
+    def ours() -> None:
+        train_loop(ours_model, x, t, epochs=n, lr=1e-4)
+
+    def minimal() -> None:
+        for _ in range(n):
+            loss = torch.nn.functional.mse_loss(min_model(x), t)
+            loss.backward()
+            with torch.no_grad():
+                for p in min_params:
+                    p.add_(p.grad, alpha=-1e-4)  # type: ignore[arg-type]
+                    p.grad = None
+
+    def idiomatic() -> None:
+        for _ in range(n):
+            loss = torch.nn.functional.mse_loss(idiom_model(x), t)
+            loss.backward()
+            idiom_opt.step()
+            idiom_opt.zero_grad()
+
+    def ours_opt() -> None:
+        train_loop(opt_model, x, t, epochs=n, optimizer=opt_opt)
+
+    f_model = ChainModel()
+
+    def ours_same_loss() -> None:
+        # Informational: the same F.mse_loss call as the baseline, so the ratio is the
+        # loop's own overhead (gradbasics' mse_loss skips F.mse_loss's ~7 us of checks).
+        train_loop(f_model, x, t, epochs=n, lr=1e-4, loss_fn=torch.nn.functional.mse_loss)
+
+    return [
+        ("train_loop(lr) vs minimal loop", ours, minimal, 1.05, n, "step", s.rounds),
+        ("train_loop(lr) vs SGD+zero_grad loop", ours, idiomatic, 0.80, n, "step", s.rounds),
+        (
+            "train_loop(optimizer=SGD) vs SGD+zero_grad",
+            ours_opt,
+            idiomatic,
+            1.05,
+            n,
+            "step",
+            s.rounds,
+        ),
+        (
+            "info: train_loop(lr, F.mse_loss) vs minimal",
+            ours_same_loss,
+            minimal,
+            INFO,
+            n,
+            "step",
+            s.rounds,
+        ),
+    ]
+
+
+def update_case(s: Sizes) -> list[Case]:
+    """manual_sgd_step against torch.optim.SGD(...).step() on many tensors."""
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(s.update_width, s.update_width) for _ in range(s.update_tensors // 2)]
+    ours_p = [p for layer in layers for p in layer.parameters()]
+    base_p = [p.detach().clone().requires_grad_(True) for p in ours_p]
+    for p, q in zip(ours_p, base_p, strict=True):
+        p.grad = torch.randn_like(p) * 1e-6
+        q.grad = p.grad.clone()
+    sgd = torch.optim.SGD(base_p, lr=1e-3)
+
+    def ours() -> None:
+        for _ in range(s.update_calls):
+            manual_sgd_step(ours_p, 1e-3)
+
+    def baseline() -> None:
+        for _ in range(s.update_calls):
+            sgd.step()
+
+    name = f"manual_sgd_step vs SGD.step ({len(ours_p)} tensors)"
+    return [(name, ours, baseline, 0.85, s.update_calls, "step", s.rounds)]
+
+
+def epoch_cases(s: Sizes) -> list[Case]:
+    """One mini-batch epoch: train_loop against the DataLoader(shuffle=True) loop."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(s.epoch_rows, s.epoch_features, generator=gen)
+    t = x.sum(1, keepdim=True) * 0.1
+    torch.manual_seed(0)
+    ours_m, rec_m, base_m = (torch.nn.Linear(s.epoch_features, 1) for _ in range(3))
+    loader = DataLoader(TensorDataset(x, t), batch_size=s.batch, shuffle=True)
+    base_opt = torch.optim.SGD(base_m.parameters(), lr=1e-3)
+    g_ours, g_rec = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+
+    def ours() -> None:
+        train_loop(ours_m, x, t, epochs=1, lr=1e-3, batch_size=s.batch, generator=g_ours)
+
+    def ours_record() -> None:
+        train_loop(rec_m, x, t, epochs=1, lr=1e-3, batch_size=s.batch, generator=g_rec, record=True)
+
+    def dataloader_loop() -> None:
+        for xb, yb in loader:
+            loss = torch.nn.functional.mse_loss(base_m(xb), yb)
+            loss.backward()
+            base_opt.step()
+            base_opt.zero_grad()
+
+    def our_batches() -> None:
+        # The data handling of train_loop alone: a CPU permutation and index_select.
+        perm = torch.randperm(s.epoch_rows, generator=g_ours)
+        for rows in perm.split(s.batch):
+            x.index_select(0, rows)
+            t.index_select(0, rows)
+
+    def loader_batches() -> None:
+        for _ in loader:
+            pass
+
+    r = s.epoch_rounds
+    return [
+        ("epoch: train_loop vs DataLoader loop", ours, dataloader_loop, 0.60, 1, "epoch", r),
+        (
+            "epoch data only: randperm vs DataLoader",
+            our_batches,
+            loader_batches,
+            0.10,
+            1,
+            "epoch",
+            r,
+        ),
+        ("epoch: record=True vs record=False", ours_record, ours, 1.03, 1, "epoch", r),
+    ]
+
+
+def import_time(repeats: int = 7) -> float:
+    """Median seconds of ``import gradbasics`` after ``import torch``, in fresh processes."""
+    code = (
+        "import time, sys, torch; t = time.perf_counter(); import gradbasics; "
+        "d = time.perf_counter() - t; assert 'matplotlib' not in sys.modules; print(d)"
+    )
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        times.append(float(out.stdout))
+    return sorted(times)[len(times) // 2]
