@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import Tensor
 
 from gradbasics import legacy_data_step, manual_sgd_step
@@ -10,10 +12,10 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
 
 def _params_with_grads(
-    device: torch.device, dtype: torch.dtype, seed: int
+    device: torch.device, dtype: torch.dtype, seed: int, count: int = 5
 ) -> tuple[list[Tensor], list[Tensor]]:
     gen = torch.Generator().manual_seed(seed)
-    shapes = [(7,), (3, 5), (2, 3, 4), (1,), (64,)]
+    shapes = [(7,), (3, 5), (2, 3, 4), (1,), (64,), (2, 2), (9,)][:count]
     values = [torch.randn(s, generator=gen).to(device, dtype) for s in shapes]
     grads = [torch.randn(s, generator=gen).mul(10).to(device, dtype) for s in shapes]
     return values, grads
@@ -30,10 +32,11 @@ def _leaves(values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("lr", [0.1, 0.01, 1e-3, 0.3333])
+@pytest.mark.parametrize("count", [2, 7], ids=["per-tensor", "foreach"])
 def test_manual_sgd_step_is_bit_identical_to_torch_sgd(
-    device: torch.device, dtype: torch.dtype, lr: float
+    device: torch.device, dtype: torch.dtype, lr: float, count: int
 ) -> None:
-    values, grads = _params_with_grads(device, dtype, seed=int(lr * 1e4))
+    values, grads = _params_with_grads(device, dtype, seed=int(lr * 1e4), count=count)
     mine, theirs = _leaves(values, grads), _leaves(values, grads)
     manual_sgd_step(mine, lr)
     torch.optim.SGD(theirs, lr=lr).step()
@@ -148,3 +151,46 @@ def test_zero_lr_changes_nothing() -> None:
     w.grad = torch.tensor([3.0, 3.0])
     manual_sgd_step([w], 0)
     assert torch.equal(w.detach(), torch.tensor([1.0, -0.0]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shapes=st.lists(
+        st.lists(st.integers(1, 6), min_size=1, max_size=3).map(tuple), min_size=1, max_size=8
+    ),
+    dtype=st.sampled_from(DTYPES),
+    lr=st.floats(0.0, 10.0, allow_nan=False, allow_infinity=False),
+    seed=st.integers(0, 2**16),
+    guarded=st.booleans(),
+)
+def test_property_manual_sgd_step_equals_sgd(
+    shapes: list[tuple[int, ...]], dtype: torch.dtype, lr: float, seed: int, guarded: bool
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    values = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
+    grads = [torch.randn(s, generator=gen).mul(100).to(dtype) for s in shapes]
+    mine, theirs = _leaves(values, grads), _leaves(values, grads)
+    if guarded:  # a finite guard must not change a single bit
+        manual_sgd_step(mine, lr, guard=torch.tensor(1.5))
+    else:
+        manual_sgd_step(mine, lr)
+    torch.optim.SGD(theirs, lr=lr).step()
+    for a, b in zip(mine, theirs, strict=True):
+        assert torch.equal(a.detach(), b.detach())
+
+
+@pytest.mark.parametrize("step", [manual_sgd_step, legacy_data_step])
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_a_non_finite_guard_skips_the_step(device: torch.device, step: object, bad: float) -> None:
+    w = torch.tensor([1.0, 2.0], device=device, requires_grad=True)
+    w.grad = torch.tensor([float("nan"), 1.0], device=device)
+    step([w], 0.5, guard=torch.tensor([0.0, bad], device=device))  # type: ignore[operator]
+    assert w.tolist() == [1.0, 2.0]
+
+
+def test_guard_must_be_a_tensor() -> None:
+    w = torch.tensor([1.0], requires_grad=True)
+    w.grad = torch.tensor([1.0])
+    with pytest.raises(TypeError, match=r"guard must be a torch\.Tensor or None, got 1\.0"):
+        manual_sgd_step([w], 0.5, guard=1.0)  # type: ignore[arg-type]
+    assert w.item() == 1.0

@@ -58,7 +58,8 @@ def check_params(params: object, *, name: str = "params") -> list[Tensor]:
     for i, p in enumerate(checked):
         if not isinstance(p, Tensor):
             raise TypeError(f"{name}[{i}] must be a torch.Tensor, got {_describe(p)}.")
-        if not p.is_leaf:
+        # A Parameter is always a leaf; asking is_leaf of one costs ~0.15 us per tensor.
+        if type(p) is not nn.Parameter and not p.is_leaf:
             raise ValueError(
                 f"{name}[{i}] is not a leaf tensor (it was computed from others, "
                 f"grad_fn={type(p.grad_fn).__name__}); only leaves can be updated in place."
