@@ -1,8 +1,9 @@
 """gradbasics: reference PyTorch training primitives, each checked against an oracle."""
 
 from gradbasics._version import __version__
+from gradbasics.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from gradbasics.data import LossFn, batched_loss, mse_loss
-from gradbasics.history import Callback, DivergenceError, TrainHistory
+from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
 from gradbasics.models import ChainModel, FrozenFirstModel
 from gradbasics.plotting import plot_activations, plot_losses
 from gradbasics.recording import ActivationRecorder
@@ -13,17 +14,22 @@ __all__ = [
     "ActivationRecorder",
     "Callback",
     "ChainModel",
+    "Checkpoint",
+    "CheckpointError",
     "DivergenceError",
     "FrozenFirstModel",
     "LossFn",
     "TrainHistory",
+    "TrainingInterrupted",
     "UpdateRule",
     "__version__",
     "batched_loss",
     "legacy_data_step",
+    "load_checkpoint",
     "manual_sgd_step",
     "mse_loss",
     "plot_activations",
     "plot_losses",
+    "save_checkpoint",
     "train_loop",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["Callback", "DivergenceError", "TrainHistory"]
+__all__ = ["Callback", "DivergenceError", "TrainHistory", "TrainingInterrupted"]
 
 
 @dataclass
@@ -60,3 +60,28 @@ class DivergenceError(FloatingPointError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.epoch, self.history, self.loss, self.last_finite_loss)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :func:`train_loop` on Ctrl-C (SIGINT), at the end of the current step.
+
+    The interrupt is deferred until the step in progress has finished its update and
+    cleared its gradients, so the model is never half-updated: it holds the parameters
+    after the last completed step. It is a ``KeyboardInterrupt``, so code that stops on
+    Ctrl-C still stops.
+
+    Attributes:
+        epoch: The 0-based epoch during which training stopped.
+        history: The history of the completed epochs (the current one is not included).
+    """
+
+    def __init__(self, epoch: int, history: TrainHistory) -> None:
+        self.epoch = epoch
+        self.history = history
+        super().__init__(
+            f"Training interrupted during epoch {epoch}, after a completed step; "
+            f"{len(history.losses)} epoch(s) are in .history."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.epoch, self.history)

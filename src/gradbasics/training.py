@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from gradbasics._device import sanctioned_sync, to_device
+from gradbasics._interrupts import DeferredInterrupt
 from gradbasics._validate import (
     _describe,
     check_batch_size,
@@ -21,8 +23,9 @@ from gradbasics._validate import (
     model_device_dtype,
     trainable_params,
 )
+from gradbasics.checkpoint import check_path, restore, run_settings, save_checkpoint
 from gradbasics.data import LossFn, check_loss_fn, check_loss_value
-from gradbasics.history import Callback, DivergenceError, TrainHistory
+from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
 from gradbasics.recording import ActivationRecorder
 from gradbasics.steps import (
     legacy_data_step,
@@ -125,6 +128,9 @@ def train_loop(
     record: bool = False,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
 ) -> TrainHistory:
     r"""Train ``model`` by mini-batch gradient descent and return its history.
 
@@ -168,6 +174,12 @@ def train_loop(
             ``history.activations`` (see :class:`ActivationRecorder` for the names).
         callbacks: Each is called as ``callback(epoch, history)`` after every epoch.
         progress: Show a tqdm progress bar (needs ``pip install 'gradbasics[progress]'``).
+        checkpoint: A file to write a checkpoint to (see :func:`save_checkpoint`) every
+            ``checkpoint_every`` epochs and after the last one, atomically.
+        checkpoint_every: Epochs between checkpoints, >= 1.
+        resume: Continue from ``checkpoint`` when the file exists (up to ``epochs`` in
+            total), bit-identically to a run that was never stopped; start fresh when it
+            does not. The model, optimizer, generator and history are restored from it.
 
     Returns:
         The :class:`TrainHistory` of the run.
@@ -176,6 +188,10 @@ def train_loop(
         TypeError: On arguments of the wrong type or dtype.
         ValueError: On invalid values (see the argument list); nothing is changed then.
         DivergenceError: When a loss is NaN or infinite.
+        TrainingInterrupted: On Ctrl-C, once the step in progress has completed; the
+            history of the completed epochs is its ``.history``.
+        CheckpointError: If ``resume`` finds a checkpoint that is unsafe, corrupted, or
+            from another model or run (nothing is changed then).
         ImportError: If ``progress=True`` and tqdm is not installed.
 
     Example:
@@ -215,6 +231,16 @@ def train_loop(
     size = check_batch_size(batch_size, n)
     gen = check_generator(generator)
     hooks = _check_callbacks(callbacks)
+    ckpt = None if checkpoint is None else check_path(checkpoint, name="checkpoint")
+    every = check_int(checkpoint_every, name="checkpoint_every", minimum=1)
+    if resume and ckpt is None:
+        raise ValueError("resume=True needs a checkpoint path, got checkpoint=None.")
+    settings = run_settings(lr=lr, optimizer=optimizer, update=update, rows=n, batch_size=size or n)
+    history = TrainHistory()
+    start = 0
+    if resume and ckpt is not None and ckpt.exists():
+        restored = restore(ckpt, model, optimizer, gen, settings, max_epoch=n_epochs)
+        start, history = restored.epoch, restored.history
     bar = _progress_bar(n_epochs) if progress else None
 
     # 2. Set up: data on the model's device once; how to update and clear.
@@ -226,8 +252,7 @@ def train_loop(
     on_device = _losses_stay_on_device(device, optimizer, update)
     recorder = ActivationRecorder(model) if record else None
     rows: dict[str, Tensor] = {}
-    history = TrainHistory()
-    last_finite: float | None = None
+    last_finite: float | None = history.losses[-1] if history.losses else None
     ok = torch.ones((), dtype=torch.bool, device=device)  # sticky "all losses finite"
     step_losses: Tensor | None = None  # (batches,) on the device, read once per epoch
 
@@ -237,12 +262,24 @@ def train_loop(
         done = TrainHistory(list(history.losses), {k: v[:epoch] for k, v in rows.items()})
         return DivergenceError(epoch, done, value, last_finite)
 
+    def keep_row(name: str, act: Tensor, epoch: int) -> None:
+        if name not in rows:  # once: (epochs, *shape), pinned so a GPU copies without a sync
+            shape = (n_epochs, *act.shape)
+            rows[name] = torch.empty(shape, dtype=act.dtype, pin_memory=device.type == "cuda")
+        rows[name][epoch].copy_(act, non_blocking=True)
+
+    for name, saved in history.activations.items():  # resumed rows
+        for e in range(start):
+            keep_row(name, saved[e], e)
     for p in params:  # stale gradients would otherwise leak into the first step
         p.grad = None
     if optimizer is not None:
         optimizer.zero_grad(set_to_none=True)
+    if bar is not None:
+        bar.update(start)
+    interrupts = DeferredInterrupt().__enter__()
     try:
-        for epoch in range(n_epochs):
+        for epoch in range(start, n_epochs):
             # 3. One epoch: forward, loss, backward, update, clear, for every batch.
             if size == n:
                 batches: Sequence[tuple[Tensor, Tensor]] = ((x, y),)
@@ -275,15 +312,13 @@ def train_loop(
                     values.append(value)
                     loss.backward()
                     finish(None)
+                if interrupts.pending:  # only ever between two complete steps
+                    raise TrainingInterrupted(epoch, history)
 
             # 4. Record, then read the losses (the one sync of a GPU epoch), report.
             if recorder is not None:
                 for name, act in recorder.activations.items():
-                    if name not in rows:
-                        pin = device.type == "cuda"
-                        shape = (n_epochs, *act.shape)
-                        rows[name] = torch.empty(shape, dtype=act.dtype, pin_memory=pin)
-                    rows[name][epoch].copy_(act, non_blocking=True)
+                    keep_row(name, act, epoch)
             if on_device:
                 assert step_losses is not None
                 with sanctioned_sync():
@@ -298,12 +333,25 @@ def train_loop(
                 history.losses.append(sum(v * s for v, s in zip(values, sizes, strict=True)) / n)
             if recorder is not None:
                 history.activations = {k: v[: epoch + 1] for k, v in rows.items()}
+            if ckpt is not None and ((epoch + 1) % every == 0 or epoch + 1 == n_epochs):
+                save_checkpoint(
+                    ckpt,
+                    model,
+                    epoch=epoch + 1,
+                    history=history,
+                    optimizer=optimizer,
+                    generator=gen,
+                    settings=settings,
+                )
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{history.losses[-1]:.4g}", refresh=False)
             for cb in hooks:
                 cb(epoch, history)
+        if interrupts.pending:  # a Ctrl-C after the last step is not swallowed
+            raise TrainingInterrupted(n_epochs, history)
     finally:
+        interrupts.__exit__(None, None, None)
         if bar is not None:
             bar.close()
     return history
