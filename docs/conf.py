@@ -60,7 +60,7 @@ if os.environ.get("GRADBASICS_INTERSPHINX"):
     }
 else:
     nitpick_ignore_regex = [
-        ("py:.*", r"(torch|matplotlib|typing_extensions|collections\.abc|typing)\..*"),
+        ("py:.*", r"(torch|matplotlib|typing_extensions|collections\.abc|typing|os|pathlib)\..*"),
         ("py:class", r"(Tensor|Figure|Generator|Module|Optimizer|Path|nn\..*)"),
         ("py:.*", r"(int|float|str|bool|object|None|list|dict|tuple|type|Any|Callable)"),
     ]

@@ -92,31 +92,3 @@ def test_frozen_first_state_dict_round_trip() -> None:
     b = FrozenFirstModel()
     b.load_state_dict(a.state_dict())
     assert (b.w1.item(), b.w2.item()) == (2.5, -1.0)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "exc", "words"),
-    [
-        ({"w1": "3"}, TypeError, ["w1", "'3'"]),
-        ({"w2": True}, TypeError, ["w2", "True"]),
-        ({"w3": float("nan")}, ValueError, ["w3", "nan"]),
-        ({"w1": torch.tensor(1.0)}, TypeError, ["w1", "tensor"]),
-        ({"activation": "tanh"}, ValueError, ["activation", "'tanh'"]),
-        ({"activation": 3}, TypeError, ["activation", "3"]),
-        ({"dtype": torch.int64}, TypeError, ["dtype", "torch.int64"]),
-    ],
-)
-def test_chain_bad_arguments(
-    kwargs: dict[str, object], exc: type[Exception], words: list[str]
-) -> None:
-    with pytest.raises(exc) as info:
-        ChainModel(**kwargs)  # type: ignore[arg-type]
-    for word in words:
-        assert word in str(info.value)
-
-
-def test_frozen_first_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="w1 must be finite, got inf"):
-        FrozenFirstModel(w1=float("inf"))
-    with pytest.raises(TypeError, match="w2 must be a real number"):
-        FrozenFirstModel(w2=[1.0])  # type: ignore[arg-type]

@@ -49,6 +49,7 @@ def mse_loss(outputs: Tensor, targets: Tensor) -> Tensor:
         The 0-d mean of the squared differences.
 
     Raises:
+        TypeError: If ``outputs`` or ``targets`` is not a tensor.
         ValueError: If the shapes differ.
 
     Example:
@@ -57,6 +58,9 @@ def mse_loss(outputs: Tensor, targets: Tensor) -> Tensor:
         >>> mse_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0]))
         tensor(5.)
     """
+    for name, value in (("outputs", outputs), ("targets", targets)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {_describe(value)}.")
     if outputs.shape != targets.shape:
         raise ValueError(
             f"targets must have the shape of the model's outputs {tuple(outputs.shape)}, "

@@ -271,10 +271,7 @@ def train_loop(
     for name, saved in history.activations.items():  # resumed rows
         for e in range(start):
             keep_row(name, saved[e], e)
-    for p in params:  # stale gradients would otherwise leak into the first step
-        p.grad = None
-    if optimizer is not None:
-        optimizer.zero_grad(set_to_none=True)
+    first = True
     if bar is not None:
         bar.update(start)
     interrupts = DeferredInterrupt().__enter__()
@@ -294,8 +291,13 @@ def train_loop(
                 else:
                     out = model(xb)
                 loss = fn(out, yb)
-                if epoch == 0 and b == 0:
+                if first:  # checks and clearing wait until the loss is known to be valid
                     check_loss_value(loss)
+                    for p in params:  # stale gradients would leak into the first step
+                        p.grad = None
+                    if optimizer is not None:
+                        optimizer.zero_grad(set_to_none=True)
+                    first = False
                 if on_device:
                     if step_losses is None:
                         step_losses = torch.empty(len(sizes), dtype=loss.dtype, device=device)
