@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from gradbasics._device import sanctioned_sync, to_device
+from gradbasics._distributed import backward_shard, ddp_ranks, global_sum, shard, unwrap
 from gradbasics._interrupts import DeferredInterrupt
 from gradbasics._validate import (
     _describe,
@@ -236,12 +237,15 @@ def train_loop(
     if resume and ckpt is None:
         raise ValueError("resume=True needs a checkpoint path, got checkpoint=None.")
     settings = run_settings(lr=lr, optimizer=optimizer, update=update, rows=n, batch_size=size or n)
+    ranks = ddp_ranks(model)  # None unless a process group is up and the model is DDP
+    lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
+    core = unwrap(model)
     history = TrainHistory()
     start = 0
     if resume and ckpt is not None and ckpt.exists():
-        restored = restore(ckpt, model, optimizer, gen, settings, max_epoch=n_epochs)
+        restored = restore(ckpt, core, optimizer, gen, settings, max_epoch=n_epochs)
         start, history = restored.epoch, restored.history
-    bar = _progress_bar(n_epochs) if progress else None
+    bar = _progress_bar(n_epochs) if progress and lead else None
 
     # 2. Set up: data on the model's device once; how to update and clear.
     with sanctioned_sync():
@@ -249,8 +253,8 @@ def train_loop(
     if size is None or size == n:
         size = n
     sizes = [size] * (n // size) + ([n % size] if n % size else [])  # rows per batch
-    on_device = _losses_stay_on_device(device, optimizer, update)
-    recorder = ActivationRecorder(model) if record else None
+    on_device = ranks is None and _losses_stay_on_device(device, optimizer, update)
+    recorder = ActivationRecorder(core) if record and lead else None
     rows: dict[str, Tensor] = {}
     last_finite: float | None = history.losses[-1] if history.losses else None
     ok = torch.ones((), dtype=torch.bool, device=device)  # sticky "all losses finite"
@@ -278,8 +282,20 @@ def train_loop(
     try:
         for epoch in range(start, n_epochs):
             # 3. One epoch: forward, loss, backward, update, clear, for every batch.
-            if size == n:
-                batches: Sequence[tuple[Tensor, Tensor]] = ((x, y),)
+            weights = sizes  # rows behind each batch loss
+            if ranks is not None:  # this rank's shard of every global batch
+                rows_all = torch.arange(n, device=device)
+                perm = (
+                    rows_all if size == n else to_device(torch.randperm(n, generator=gen), device)
+                )
+                mine = [shard(c, ranks) for c in perm.split(size)]
+                batches: Sequence[tuple[Tensor, Tensor]] = [
+                    (x.index_select(0, i), y.index_select(0, i)) for i in mine
+                ]
+                weights = [len(i) for i in mine]
+                scales = [len(i) * ranks.world / s for i, s in zip(mine, sizes, strict=True)]
+            elif size == n:
+                batches = ((x, y),)
             else:
                 perm = to_device(torch.randperm(n, generator=gen), device)  # (N,)
                 batches = [(x.index_select(0, i), y.index_select(0, i)) for i in perm.split(size)]
@@ -290,6 +306,20 @@ def train_loop(
                         out = model(xb)
                 else:
                     out = model(xb)
+                if ranks is not None:  # DDP: scaled shard loss, a consistent stop on all ranks
+                    if first:
+                        for p in params:  # stale gradients would leak into the first step
+                            p.grad = None
+                        first = False
+                    value, finite = backward_shard(out, yb, fn, scales[b], params)
+                    if not finite:
+                        raise diverged(epoch, value if not math.isfinite(value) else math.nan)
+                    last_finite = value
+                    values.append(value)
+                    finish(None)
+                    if interrupts.pending:
+                        raise TrainingInterrupted(epoch, history)
+                    continue
                 loss = fn(out, yb)
                 if first:  # checks and clearing wait until the loss is known to be valid
                     check_loss_value(loss)
@@ -329,16 +359,19 @@ def train_loop(
                     if not math.isfinite(value):
                         raise diverged(epoch, value)
                     last_finite = value
-            if len(values) == 1:
+            if ranks is not None:  # the global mean: one all-reduce per epoch
+                local = sum(v * w for v, w in zip(values, weights, strict=True))
+                history.losses.append(global_sum(local, device) / n)
+            elif len(values) == 1:
                 history.losses.append(values[0])
             else:
-                history.losses.append(sum(v * s for v, s in zip(values, sizes, strict=True)) / n)
+                history.losses.append(sum(v * w for v, w in zip(values, weights, strict=True)) / n)
             if recorder is not None:
                 history.activations = {k: v[: epoch + 1] for k, v in rows.items()}
-            if ckpt is not None and ((epoch + 1) % every == 0 or epoch + 1 == n_epochs):
+            if ckpt is not None and lead and ((epoch + 1) % every == 0 or epoch + 1 == n_epochs):
                 save_checkpoint(
                     ckpt,
-                    model,
+                    core,
                     epoch=epoch + 1,
                     history=history,
                     optimizer=optimizer,
