@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -30,7 +31,10 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="smoke run with tiny sizes")
     parser.add_argument("--only", default="", help="run the cases whose name contains this")
     parser.add_argument("--json", default="benchmarks/results.json", help="where to write JSON")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    cores = os.cpu_count() or 1
+    parser.add_argument(
+        "--threads", type=int, default=cores, help=f"torch threads (default: the cores, {cores})"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = Sizes.tiny() if args.tiny else Sizes()
