@@ -16,6 +16,7 @@ from gradbasics import (
     ChainModel,
     CheckpointError,
     FrozenFirstModel,
+    TrainHistory,
     TrainingInterrupted,
     legacy_data_step,
     load_checkpoint,
@@ -50,38 +51,21 @@ def test_resume_is_bit_identical(tmp_path: Path, kind: str, generator: bool) -> 
     def gen() -> torch.Generator | None:
         return torch.Generator().manual_seed(5) if generator else None
 
-    torch.manual_seed(11)
+    def fit(
+        model: torch.nn.Module, kw: dict[str, object], epochs: int, **extra: object
+    ) -> TrainHistory:
+        return train_loop(model, x, t, epochs=epochs, batch_size=4, record=True, **kw, **extra)  # type: ignore[arg-type]
+
     whole, kw = _fresh(kind)
     torch.manual_seed(99)  # the global RNG draws the batches when generator is None
-    h_whole = train_loop(
-        whole,
-        x,
-        t,
-        epochs=9,
-        batch_size=4,
-        generator=gen(),
-        record=True,
-        **kw,  # type: ignore[arg-type]
-    )
+    h_whole = fit(whole, kw, 9, generator=gen())
     path = tmp_path / "run.pt"
     first, kw = _fresh(kind)
-    g = gen()
     torch.manual_seed(99)
-    train_loop(first, x, t, epochs=4, batch_size=4, generator=g, record=True, checkpoint=path, **kw)  # type: ignore[arg-type]
+    fit(first, kw, 4, generator=gen(), checkpoint=path)
     torch.manual_seed(12345)  # a resumed process starts with another global RNG state
     second, kw = _fresh(kind)
-    h_resumed = train_loop(
-        second,
-        x,
-        t,
-        epochs=9,
-        batch_size=4,
-        generator=gen(),
-        record=True,
-        checkpoint=path,
-        resume=True,
-        **kw,  # type: ignore[arg-type]
-    )
+    h_resumed = fit(second, kw, 9, generator=gen(), checkpoint=path, resume=True)
     assert h_resumed.losses == h_whole.losses
     assert_same_bits(params_of(second), params_of(whole))
     assert h_resumed.activations.keys() == h_whole.activations.keys()
