@@ -276,6 +276,7 @@ def train_loop(
         for e in range(start):
             keep_row(name, saved[e], e)
     first = True
+    everyone = torch.arange(n, device=device)  # (N,): the rows of a full batch, in order
     if bar is not None:
         bar.update(start)
     interrupts = DeferredInterrupt().__enter__()
@@ -284,9 +285,8 @@ def train_loop(
             # 3. One epoch: forward, loss, backward, update, clear, for every batch.
             weights = sizes  # rows behind each batch loss
             if ranks is not None:  # this rank's shard of every global batch
-                rows_all = torch.arange(n, device=device)
                 perm = (
-                    rows_all if size == n else to_device(torch.randperm(n, generator=gen), device)
+                    everyone if size == n else to_device(torch.randperm(n, generator=gen), device)
                 )
                 mine = [shard(c, ranks) for c in perm.split(size)]
                 batches: Sequence[tuple[Tensor, Tensor]] = [
