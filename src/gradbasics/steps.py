@@ -36,14 +36,12 @@ def _with_grads(params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
     return ps, gs
 
 
-def _check_guard(guard: object) -> Tensor | None:
-    if guard is not None and not isinstance(guard, Tensor):
+def _guard_mask(guard: object) -> Tensor | None:
+    """Return None for no guard, else a 0-d bool tensor on its device: all finite?"""
+    if guard is None:
+        return None
+    if not isinstance(guard, Tensor):
         raise TypeError(f"guard must be a torch.Tensor or None, got {_describe(guard)}.")
-    return guard
-
-
-def _finite(guard: Tensor) -> Tensor:
-    """Return a 0-d bool tensor on ``guard``'s device: True when every element is finite."""
     return torch.isfinite(guard).all()
 
 
@@ -134,9 +132,7 @@ def manual_sgd_step(params: Iterable[Tensor], lr: float, *, guard: Tensor | None
     """
     rate = check_lr(lr)
     checked = check_params(params)
-    g = _check_guard(guard)
-    ok = None if g is None else _finite(g)
-    sgd_update(checked, rate, ok, foreach=use_foreach(checked))
+    sgd_update(checked, rate, _guard_mask(guard), foreach=use_foreach(checked))
 
 
 def legacy_data_step(params: Iterable[Tensor], lr: float, *, guard: Tensor | None = None) -> None:
@@ -176,5 +172,4 @@ def legacy_data_step(params: Iterable[Tensor], lr: float, *, guard: Tensor | Non
     """
     rate = check_lr(lr)
     checked = check_params(params)
-    g = _check_guard(guard)
-    legacy_update(checked, rate, None if g is None else _finite(g))
+    legacy_update(checked, rate, _guard_mask(guard))

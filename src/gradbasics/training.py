@@ -266,6 +266,12 @@ def train_loop(
         done = TrainHistory(list(history.losses), {k: v[:epoch] for k, v in rows.items()})
         return DivergenceError(epoch, done, value, last_finite)
 
+    def clear_stale() -> None:  # gradients left from before would leak into the first step
+        for p in params:
+            p.grad = None
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+
     def keep_row(name: str, act: Tensor, epoch: int) -> None:
         if name not in rows:  # once: (epochs, *shape), pinned so a GPU copies without a sync
             shape = (n_epochs, *act.shape)
@@ -276,7 +282,6 @@ def train_loop(
         for e in range(start):
             keep_row(name, saved[e], e)
     first = True
-    everyone = torch.arange(n, device=device)  # (N,): the rows of a full batch, in order
     if bar is not None:
         bar.update(start)
     interrupts = DeferredInterrupt().__enter__()
@@ -285,8 +290,10 @@ def train_loop(
             # 3. One epoch: forward, loss, backward, update, clear, for every batch.
             weights = sizes  # rows behind each batch loss
             if ranks is not None:  # this rank's shard of every global batch
-                perm = (
-                    everyone if size == n else to_device(torch.randperm(n, generator=gen), device)
+                perm = (  # (N,): all rows in order for a full batch, else a fresh permutation
+                    torch.arange(n, device=device)
+                    if size == n
+                    else to_device(torch.randperm(n, generator=gen), device)
                 )
                 mine = [shard(c, ranks) for c in perm.split(size)]
                 batches: Sequence[tuple[Tensor, Tensor]] = [
@@ -308,8 +315,7 @@ def train_loop(
                     out = model(xb)
                 if ranks is not None:  # DDP: scaled shard loss, a consistent stop on all ranks
                     if first:
-                        for p in params:  # stale gradients would leak into the first step
-                            p.grad = None
+                        clear_stale()
                         first = False
                     value, finite = backward_shard(out, yb, fn, scales[b], params)
                     if not finite:
@@ -317,33 +323,28 @@ def train_loop(
                     last_finite = value
                     values.append(value)
                     finish(None)
-                    if interrupts.pending:
-                        raise TrainingInterrupted(epoch, history)
-                    continue
-                loss = fn(out, yb)
-                if first:  # checks and clearing wait until the loss is known to be valid
-                    check_loss_value(loss)
-                    for p in params:  # stale gradients would leak into the first step
-                        p.grad = None
-                    if optimizer is not None:
-                        optimizer.zero_grad(set_to_none=True)
-                    first = False
-                if on_device:
-                    if step_losses is None:
-                        step_losses = torch.empty(len(sizes), dtype=loss.dtype, device=device)
-                    detached = loss.detach()
-                    step_losses[b] = detached
-                    torch.logical_and(ok, torch.isfinite(detached), out=ok)
-                    loss.backward()
-                    finish(ok)
                 else:
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        raise diverged(epoch, value)
-                    last_finite = value
-                    values.append(value)
-                    loss.backward()
-                    finish(None)
+                    loss = fn(out, yb)
+                    if first:  # checks and clearing wait until the loss is known to be valid
+                        check_loss_value(loss)
+                        clear_stale()
+                        first = False
+                    if on_device:
+                        if step_losses is None:
+                            step_losses = torch.empty(len(sizes), dtype=loss.dtype, device=device)
+                        detached = loss.detach()
+                        step_losses[b] = detached
+                        torch.logical_and(ok, torch.isfinite(detached), out=ok)
+                        loss.backward()
+                        finish(ok)
+                    else:
+                        value = loss.item()
+                        if not math.isfinite(value):
+                            raise diverged(epoch, value)
+                        last_finite = value
+                        values.append(value)
+                        loss.backward()
+                        finish(None)
                 if interrupts.pending:  # only ever between two complete steps
                     raise TrainingInterrupted(epoch, history)
 
