@@ -1,6 +1,10 @@
 """Run the gradbasics benchmarks and print a table; also write the results as JSON.
 
 Usage: python benchmarks/run.py [--tiny] [--only SUBSTRING] [--json PATH] [--threads N]
+                                [--device cpu|cuda]
+
+With ``--device cuda`` the GPU cases (device and graph engines against the minimal CUDA
+hand loop) run beside the CPU ones.
 
 Each case times a gradbasics path against its hand-written baseline in the same process,
 interleaved over repeated rounds after a warm-up; the table gives medians per unit of
@@ -15,13 +19,14 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import INFO, Sizes, chain_cases, epoch_cases, import_time, update_case
+from cases import INFO, Case, Sizes, chain_cases, epoch_cases, import_time, update_case
 from harness import Result, compare, fmt_time
 
 
@@ -35,11 +40,19 @@ def main() -> int:
     parser.add_argument(
         "--threads", type=int, default=cores, help=f"torch threads (default: the cores, {cores})"
     )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="add GPU cases")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = Sizes.tiny() if args.tiny else Sizes()
     results: list[Result] = []
-    for build in (chain_cases, update_case, epoch_cases):
+    builds: list[Callable[[Sizes], list[Case]]] = [chain_cases, update_case, epoch_cases]
+    if args.device == "cuda":
+        from gpu_cases import chain_gpu_cases, epoch_gpu_cases
+
+        steps, rows = (20, 4000) if args.tiny else (2000, 100_000)
+        builds.append(lambda s: chain_gpu_cases(steps, s.rounds // 2 + 1))
+        builds.append(lambda s: epoch_gpu_cases(rows, 1000, s.epoch_rounds))
+    for build in builds:
         for name, ours, base, target, units, unit, rounds in build(sizes):
             if args.only in name:
                 res = compare(
@@ -80,6 +93,7 @@ def main() -> int:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "tiny": args.tiny,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "import_seconds": imp,
         "cases": [
             {**r.__dict__, "target": None if r.target == INFO else r.target, "passed": r.passed}

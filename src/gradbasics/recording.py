@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import TracebackType
 
+import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import Self
@@ -134,3 +135,26 @@ class _Store:
     def __call__(self, module: nn.Module, args: object, output: object) -> None:
         if isinstance(output, Tensor):
             self.target[self.name] = output.detach()
+
+
+class EpochRows:
+    """One row per epoch of each recorded activation, kept in CPU tensors for train_loop.
+
+    Each name's buffer is allocated once, ``(epochs, *shape)``, in pinned memory when the
+    activations live on a GPU, so an epoch's copy does not wait for the device.
+    """
+
+    def __init__(self, epochs: int, pinned: bool) -> None:
+        self.epochs, self.pinned = epochs, pinned
+        self.rows: dict[str, Tensor] = {}
+
+    def keep(self, name: str, act: Tensor, epoch: int) -> None:
+        """Copy ``act`` into row ``epoch`` of ``name`` (non-blocking from a GPU)."""
+        if name not in self.rows:
+            shape = (self.epochs, *act.shape)
+            self.rows[name] = torch.empty(shape, dtype=act.dtype, pin_memory=self.pinned)
+        self.rows[name][epoch].copy_(act, non_blocking=True)
+
+    def upto(self, epochs: int) -> dict[str, Tensor]:
+        """The rows of the first ``epochs`` epochs, by name."""
+        return {k: v[:epochs] for k, v in self.rows.items()}

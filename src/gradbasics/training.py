@@ -1,17 +1,21 @@
-"""The training loop: forward, loss, backward, update, clear gradients, record, report."""
+"""The training loop: check, pick an engine, run epochs, record, report, save.
+
+Everything path-specific (how a step reads its loss, masks a bad update, replays a
+captured graph or shards a distributed batch) lives in one engine of
+:mod:`gradbasics.engines`, chosen once before the first step; this loop reads top to bottom.
+"""
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from gradbasics._device import sanctioned_sync, to_device
-from gradbasics._distributed import backward_shard, ddp_ranks, global_sum, shard, unwrap
+from gradbasics._distributed import Ranks, ddp_ranks, unwrap
 from gradbasics._interrupts import DeferredInterrupt
 from gradbasics._validate import (
     _describe,
@@ -25,21 +29,24 @@ from gradbasics._validate import (
     trainable_params,
 )
 from gradbasics.checkpoint import check_path, restore, run_settings, save_checkpoint
-from gradbasics.data import LossFn, check_loss_fn, check_loss_value
-from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
-from gradbasics.recording import ActivationRecorder
-from gradbasics.steps import (
-    legacy_data_step,
-    legacy_update,
-    manual_sgd_step,
-    sgd_update,
-    use_foreach,
+from gradbasics.data import LossFn, check_loss_fn
+from gradbasics.engines import (
+    DDPEngine,
+    DeviceEngine,
+    Diverged,
+    EagerEngine,
+    Engine,
+    GraphEngine,
+    Interrupted,
+    Run,
 )
+from gradbasics.engines import graph as graph_engine
+from gradbasics.engines.base import UpdateRule
+from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
+from gradbasics.recording import ActivationRecorder, EpochRows
+from gradbasics.steps import legacy_data_step, manual_sgd_step
 
 __all__ = ["UpdateRule", "train_loop"]
-
-UpdateRule = Callable[[Sequence[Tensor], float], None]
-"""An update rule: ``update(params, lr)`` changes the parameters in place from ``p.grad``."""
 
 
 def _check_callbacks(callbacks: object) -> list[Callback]:
@@ -50,6 +57,27 @@ def _check_callbacks(callbacks: object) -> list[Callback]:
         if not callable(cb):
             raise TypeError(f"callbacks[{i}] must be callable, got {_describe(cb)}.")
     return checked
+
+
+def _check_rule(
+    lr: object, optimizer: object, update: object
+) -> tuple[float, torch.optim.Optimizer | None]:
+    """Check that exactly one of ``lr`` and ``optimizer`` is given, and the rule fits."""
+    if (lr is None) == (optimizer is None):
+        raise ValueError(
+            "Exactly one of lr and optimizer must be given, got "
+            f"lr={lr!r} and optimizer={type(optimizer).__name__ if optimizer else None}."
+        )
+    if lr is not None:
+        rate = check_lr(lr)
+        if not callable(update):
+            raise TypeError(f"update must be callable, got {_describe(update)}.")
+        return rate, None
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {_describe(optimizer)}.")
+    if update is not manual_sgd_step:
+        raise ValueError("update applies only with lr; the optimizer makes its own updates.")
+    return 0.0, optimizer
 
 
 def _progress_bar(epochs: int) -> Any:
@@ -74,44 +102,15 @@ def _losses_stay_on_device(
     return builtin and device.type != "cpu"
 
 
-def _update_and_clear(
-    params: list[Tensor],
-    lr: float,
-    optimizer: torch.optim.Optimizer | None,
-    update: UpdateRule,
-) -> Callable[[Tensor | None], None]:
-    """Return ``finish(mask)``: apply the update, then clear the gradients.
-
-    ``mask`` (a 0-d bool tensor or None) masks the built-in rules' update. The function is
-    chosen once, so a step pays for no dispatch of its own.
-    """
-    if optimizer is not None:
-        opt = optimizer
-
-        def finish(mask: Tensor | None) -> None:
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        return finish
-    if update is manual_sgd_step:
-        foreach = use_foreach(params)
-
-        def finish_sgd(mask: Tensor | None) -> None:
-            sgd_update(params, lr, mask, foreach=foreach)  # checked once, by train_loop
-            for p in params:
-                p.grad = None
-
-        return finish_sgd
-
-    def finish_rule(mask: Tensor | None) -> None:
-        if update is legacy_data_step:
-            legacy_update(params, lr, mask)
-        else:
-            update(params, lr)
-        for p in params:
-            p.grad = None
-
-    return finish_rule
+def _pick_engine(run: Run, ranks: Ranks | None, graph: bool, last: float | None) -> Engine:
+    """The one engine for this run, chosen before the first step."""
+    if ranks is not None:
+        return DDPEngine(run, last, ranks)
+    if graph:
+        return GraphEngine(run, last)
+    if _losses_stay_on_device(run.device, run.optimizer, run.update):
+        return DeviceEngine(run, last)
+    return EagerEngine(run, last)
 
 
 def train_loop(
@@ -132,6 +131,7 @@ def train_loop(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 1,
     resume: bool = False,
+    graph: bool = False,
 ) -> TrainHistory:
     r"""Train ``model`` by mini-batch gradient descent and return its history.
 
@@ -156,6 +156,7 @@ def train_loop(
     on the device and are read once per epoch: a non-finite loss masks its update (and
     every later one) on the device, so no step waits for the GPU. With an optimizer or a
     custom update rule, each loss is read before its update (a synchronisation per step).
+    With ``graph=True`` the whole step is captured once in a CUDA graph and replayed.
 
     Args:
         model: The model; its parameters that require grad are trained.
@@ -181,13 +182,19 @@ def train_loop(
         resume: Continue from ``checkpoint`` when the file exists (up to ``epochs`` in
             total), bit-identically to a run that was never stopped; start fresh when it
             does not. The model, optimizer, generator and history are restored from it.
+        graph: Capture each training step once in a CUDA graph and replay it (CUDA, ``lr``
+            and a built-in update rule only). The results are bit-identical to
+            ``graph=False``, at a fraction of the launch overhead of small steps. The
+            captured Python runs only while capturing: hooks, prints or counters in the
+            model's forward or in ``loss_fn`` do not run on every step.
 
     Returns:
         The :class:`TrainHistory` of the run.
 
     Raises:
         TypeError: On arguments of the wrong type or dtype.
-        ValueError: On invalid values (see the argument list); nothing is changed then.
+        ValueError: On invalid values (see the argument list), or when ``graph=True``
+            cannot serve the run (the message says why); nothing is changed then.
         DivergenceError: When a loss is NaN or infinite.
         TrainingInterrupted: On Ctrl-C, once the step in progress has completed; the
             history of the completed epochs is its ``.history``.
@@ -209,185 +216,88 @@ def train_loop(
     # 1. Check everything before anything is changed.
     check_model(model)
     n_epochs = check_int(epochs, name="epochs", minimum=0)
-    if (lr is None) == (optimizer is None):
-        raise ValueError(
-            "Exactly one of lr and optimizer must be given, got "
-            f"lr={lr!r} and optimizer={type(optimizer).__name__ if optimizer else None}."
-        )
-    rate = 0.0
-    if lr is not None:
-        rate = check_lr(lr)
-        if not callable(update):
-            raise TypeError(f"update must be callable, got {_describe(update)}.")
-    elif not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {_describe(optimizer)}.")
-    elif update is not manual_sgd_step:
-        raise ValueError("update applies only with lr; the optimizer makes its own updates.")
+    rate, opt = _check_rule(lr, optimizer, update)
     params = trainable_params(model)
     device, dtype = model_device_dtype(model)
     fn = check_loss_fn(loss_fn)
     with sanctioned_sync():
         x, y = check_data(inputs, targets, model_dtype=dtype, float_targets=loss_fn is None)
     n = x.shape[0]
-    size = check_batch_size(batch_size, n)
+    size = check_batch_size(batch_size, n) or n
     gen = check_generator(generator)
     hooks = _check_callbacks(callbacks)
     ckpt = None if checkpoint is None else check_path(checkpoint, name="checkpoint")
     every = check_int(checkpoint_every, name="checkpoint_every", minimum=1)
     if resume and ckpt is None:
         raise ValueError("resume=True needs a checkpoint path, got checkpoint=None.")
-    settings = run_settings(lr=lr, optimizer=optimizer, update=update, rows=n, batch_size=size or n)
+    if not isinstance(graph, bool):
+        raise TypeError(f"graph must be a bool, got {_describe(graph)}.")
     ranks = ddp_ranks(model)  # None unless a process group is up and the model is DDP
+    why = graph_engine.refusal(device, opt, update, ranks is not None) if graph else None
+    if why is not None:
+        raise ValueError(f"graph=True cannot serve this run: {why}.")
+    settings = run_settings(lr=lr, optimizer=opt, update=update, rows=n, batch_size=size)
     lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
     core = unwrap(model)
-    history = TrainHistory()
-    start = 0
+    history, start = TrainHistory(), 0
     if resume and ckpt is not None and ckpt.exists():
-        restored = restore(ckpt, core, optimizer, gen, settings, max_epoch=n_epochs)
+        restored = restore(ckpt, core, opt, gen, settings, max_epoch=n_epochs)
         start, history = restored.epoch, restored.history
-    bar = _progress_bar(n_epochs) if progress and lead else None
 
-    # 2. Set up: data on the model's device once; how to update and clear.
+    # 2. Set up: data on the model's device once, the activation rows, one engine.
     with sanctioned_sync():
         x, y = to_device(x, device), to_device(y, device)
-    if size is None or size == n:
-        size = n
     sizes = [size] * (n // size) + ([n % size] if n % size else [])  # rows per batch
-    on_device = ranks is None and _losses_stay_on_device(device, optimizer, update)
     recorder = ActivationRecorder(core) if record and lead else None
-    rows: dict[str, Tensor] = {}
-    last_finite: float | None = history.losses[-1] if history.losses else None
-    ok = torch.ones((), dtype=torch.bool, device=device)  # sticky "all losses finite"
-    step_losses: Tensor | None = None  # (batches,) on the device, read once per epoch
-
-    finish = _update_and_clear(params, rate, optimizer, update)
-
-    def diverged(epoch: int, value: float) -> DivergenceError:
-        done = TrainHistory(list(history.losses), {k: v[:epoch] for k, v in rows.items()})
-        return DivergenceError(epoch, done, value, last_finite)
-
-    def clear_stale() -> None:  # gradients left from before would leak into the first step
-        for p in params:
-            p.grad = None
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-
-    def keep_row(name: str, act: Tensor, epoch: int) -> None:
-        if name not in rows:  # once: (epochs, *shape), pinned so a GPU copies without a sync
-            shape = (n_epochs, *act.shape)
-            rows[name] = torch.empty(shape, dtype=act.dtype, pin_memory=device.type == "cuda")
-        rows[name][epoch].copy_(act, non_blocking=True)
-
+    rows = EpochRows(n_epochs, pinned=device.type == "cuda")
     for name, saved in history.activations.items():  # resumed rows
         for e in range(start):
-            keep_row(name, saved[e], e)
-    first = True
+            rows.keep(name, saved[e], e)
+    interrupts = DeferredInterrupt()
+    run = Run(model, params, fn, x, y, size, sizes, gen, opt, update, rate, recorder, interrupts)
+    last_finite = history.losses[-1] if history.losses else None
+    engine = _pick_engine(run, ranks, graph, last_finite)
+    bar = _progress_bar(n_epochs) if progress and lead else None
     if bar is not None:
         bar.update(start)
-    interrupts = DeferredInterrupt().__enter__()
-    try:
-        for epoch in range(start, n_epochs):
-            # 3. One epoch: forward, loss, backward, update, clear, for every batch.
-            weights = sizes  # rows behind each batch loss
-            if ranks is not None:  # this rank's shard of every global batch
-                perm = (  # (N,): all rows in order for a full batch, else a fresh permutation
-                    torch.arange(n, device=device)
-                    if size == n
-                    else to_device(torch.randperm(n, generator=gen), device)
-                )
-                mine = [shard(c, ranks) for c in perm.split(size)]
-                batches: Sequence[tuple[Tensor, Tensor]] = [
-                    (x.index_select(0, i), y.index_select(0, i)) for i in mine
-                ]
-                weights = [len(i) for i in mine]
-                scales = [len(i) * ranks.world / s for i, s in zip(mine, sizes, strict=True)]
-            elif size == n:
-                batches = ((x, y),)
-            else:
-                perm = to_device(torch.randperm(n, generator=gen), device)  # (N,)
-                batches = [(x.index_select(0, i), y.index_select(0, i)) for i in perm.split(size)]
-            values: list[float] = []
-            for b, (xb, yb) in enumerate(batches):
-                if recorder is not None and b == len(batches) - 1:
-                    with recorder:
-                        out = model(xb)
-                else:
-                    out = model(xb)
-                if ranks is not None:  # DDP: scaled shard loss, a consistent stop on all ranks
-                    if first:
-                        clear_stale()
-                        first = False
-                    value, finite = backward_shard(out, yb, fn, scales[b], params)
-                    if not finite:
-                        raise diverged(epoch, value if not math.isfinite(value) else math.nan)
-                    last_finite = value
-                    values.append(value)
-                    finish(None)
-                else:
-                    loss = fn(out, yb)
-                    if first:  # checks and clearing wait until the loss is known to be valid
-                        check_loss_value(loss)
-                        clear_stale()
-                        first = False
-                    if on_device:
-                        if step_losses is None:
-                            step_losses = torch.empty(len(sizes), dtype=loss.dtype, device=device)
-                        detached = loss.detach()
-                        step_losses[b] = detached
-                        torch.logical_and(ok, torch.isfinite(detached), out=ok)
-                        loss.backward()
-                        finish(ok)
-                    else:
-                        value = loss.item()
-                        if not math.isfinite(value):
-                            raise diverged(epoch, value)
-                        last_finite = value
-                        values.append(value)
-                        loss.backward()
-                        finish(None)
-                if interrupts.pending:  # only ever between two complete steps
-                    raise TrainingInterrupted(epoch, history)
 
-            # 4. Record, then read the losses (the one sync of a GPU epoch), report.
-            if recorder is not None:
-                for name, act in recorder.activations.items():
-                    keep_row(name, act, epoch)
-            if on_device:
-                assert step_losses is not None
-                with sanctioned_sync():
-                    values = step_losses.tolist()
-                for value in values:
-                    if not math.isfinite(value):
-                        raise diverged(epoch, value)
-                    last_finite = value
-            if ranks is not None:  # the global mean: one all-reduce per epoch
-                local = sum(v * w for v, w in zip(values, weights, strict=True))
-                history.losses.append(global_sum(local, device) / n)
-            elif len(values) == 1:
-                history.losses.append(values[0])
-            else:
-                history.losses.append(sum(v * w for v, w in zip(values, weights, strict=True)) / n)
-            if recorder is not None:
-                history.activations = {k: v[: epoch + 1] for k, v in rows.items()}
-            if ckpt is not None and lead and ((epoch + 1) % every == 0 or epoch + 1 == n_epochs):
-                save_checkpoint(
-                    ckpt,
-                    core,
-                    epoch=epoch + 1,
-                    history=history,
-                    optimizer=optimizer,
-                    generator=gen,
-                    settings=settings,
-                )
+    # 3. Epochs: the engine runs the steps; record, save, report and call back here.
+    with interrupts:
+        try:
+            for epoch in range(start, n_epochs):
+                try:
+                    history.losses.append(engine.run_epoch(epoch))
+                except Diverged as bad:
+                    done = TrainHistory(list(history.losses), rows.upto(epoch))
+                    raise DivergenceError(epoch, done, bad.value, engine.last_finite) from None
+                except Interrupted:
+                    raise TrainingInterrupted(epoch, history) from None
+                if recorder is not None:
+                    for name, act in recorder.activations.items():
+                        rows.keep(name, act, epoch)
+                    history.activations = rows.upto(epoch + 1)
+                if (
+                    ckpt is not None
+                    and lead
+                    and ((epoch + 1) % every == 0 or epoch + 1 == n_epochs)
+                ):
+                    save_checkpoint(
+                        ckpt,
+                        core,
+                        epoch=epoch + 1,
+                        history=history,
+                        optimizer=opt,
+                        generator=gen,
+                        settings=settings,
+                    )
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{history.losses[-1]:.4g}", refresh=False)
+                for cb in hooks:
+                    cb(epoch, history)
+            if interrupts.pending:  # a Ctrl-C after the last step is not swallowed
+                raise TrainingInterrupted(n_epochs, history)
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{history.losses[-1]:.4g}", refresh=False)
-            for cb in hooks:
-                cb(epoch, history)
-        if interrupts.pending:  # a Ctrl-C after the last step is not swallowed
-            raise TrainingInterrupted(n_epochs, history)
-    finally:
-        interrupts.__exit__(None, None, None)
-        if bar is not None:
-            bar.close()
+                bar.close()
     return history

@@ -1,0 +1,195 @@
+"""What every step engine shares: the run it serves, its batches, and its signals.
+
+An engine owns one path's inner loop (see :mod:`gradbasics.engines`). train_loop builds a
+:class:`Run` once, after every argument is checked, and asks the chosen engine for one
+epoch at a time; the engine answers with the epoch's mean loss or raises
+:class:`Diverged` (no bad update applied) or :class:`Interrupted` (between two steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from gradbasics._device import to_device
+from gradbasics._interrupts import DeferredInterrupt
+from gradbasics.data import LossFn, check_loss_value
+from gradbasics.recording import ActivationRecorder
+from gradbasics.steps import (
+    legacy_data_step,
+    legacy_update,
+    manual_sgd_step,
+    sgd_update,
+    use_foreach,
+)
+
+__all__ = ["Diverged", "Engine", "Interrupted", "Run", "UpdateRule", "update_and_clear"]
+
+UpdateRule = Callable[[Sequence[Tensor], float], None]
+"""An update rule: ``update(params, lr)`` changes the parameters in place from ``p.grad``."""
+
+Finish = Callable[[Tensor | None], None]
+
+
+class Diverged(Exception):
+    """A loss was NaN or infinite; its update (and every later one) was not applied."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+class Interrupted(Exception):
+    """Ctrl-C arrived; the engine stopped between two complete steps."""
+
+
+@dataclass
+class Run:
+    """Everything an engine needs, checked and placed by train_loop before the first step.
+
+    Attributes:
+        model: The model called for the forward pass (a DDP wrapper in distributed runs).
+        params: The trainable parameters.
+        loss_fn: The checked loss function.
+        x: All inputs, on the model's device: ``(N, ...)``.
+        y: All targets, on the model's device: ``(N, ...)``.
+        size: Rows per batch (``N`` for full batches).
+        sizes: Rows in each batch of an epoch, in order.
+        generator: The CPU generator for the permutations (None: the global one).
+        optimizer: The optimizer, or None when ``update`` is used with a learning rate.
+        update: The update rule used with ``lr``.
+        lr: The learning rate (0.0 with an optimizer).
+        recorder: Records the last forward pass of each epoch, or None.
+        interrupts: The deferred Ctrl-C of this run.
+    """
+
+    model: nn.Module
+    params: list[Tensor]
+    loss_fn: LossFn
+    x: Tensor
+    y: Tensor
+    size: int
+    sizes: list[int]
+    generator: torch.Generator | None
+    optimizer: torch.optim.Optimizer | None
+    update: UpdateRule
+    lr: float
+    recorder: ActivationRecorder | None
+    interrupts: DeferredInterrupt
+
+    @property
+    def rows(self) -> int:
+        """The number of rows ``N``."""
+        return int(self.x.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        """The model's (and the data's) device."""
+        return self.x.device
+
+    def permutation(self) -> Tensor:
+        """Draw this epoch's row order on the CPU generator, on the data's device: ``(N,)``."""
+        return to_device(torch.randperm(self.rows, generator=self.generator), self.device)
+
+    def batches(self) -> Sequence[tuple[Tensor, Tensor]]:
+        """This epoch's batches: all rows in order, or a fresh permutation cut in batches."""
+        if self.size == self.rows:
+            return ((self.x, self.y),)
+        perm = self.permutation()  # (N,)
+        return [
+            (self.x.index_select(0, i), self.y.index_select(0, i)) for i in perm.split(self.size)
+        ]
+
+    def mean_loss(self, values: Sequence[float], weights: Sequence[int] | None = None) -> float:
+        """The epoch's mean per-sample loss from batch means weighted by their rows."""
+        if len(values) == 1:
+            return values[0]
+        w = self.sizes if weights is None else weights
+        return sum(v * n for v, n in zip(values, w, strict=True)) / self.rows
+
+
+def update_and_clear(run: Run) -> Finish:
+    """Return ``finish(mask)``: apply the update, then clear the gradients.
+
+    ``mask`` (a 0-d bool tensor or None) masks the built-in rules' update. The function is
+    chosen once, so a step pays for no dispatch of its own.
+    """
+    params, lr, update = run.params, run.lr, run.update
+    if run.optimizer is not None:
+        opt = run.optimizer
+
+        def finish(mask: Tensor | None) -> None:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return finish
+    if update is manual_sgd_step:
+        foreach = use_foreach(params)
+
+        def finish_sgd(mask: Tensor | None) -> None:
+            sgd_update(params, lr, mask, foreach=foreach)  # checked once, by train_loop
+            for p in params:
+                p.grad = None
+
+        return finish_sgd
+
+    def finish_rule(mask: Tensor | None) -> None:
+        if update is legacy_data_step:
+            legacy_update(params, lr, mask)
+        else:
+            update(params, lr)
+        for p in params:
+            p.grad = None
+
+    return finish_rule
+
+
+class Engine:
+    """The interface every engine implements, with the parts they share.
+
+    Attributes:
+        run: The run this engine serves.
+        last_finite: The last finite batch loss seen (for :class:`DivergenceError`).
+    """
+
+    def __init__(self, run: Run, last_finite: float | None) -> None:
+        self.run = run
+        self.last_finite = last_finite
+        self.finish = update_and_clear(run)
+        self._first = True
+
+    def run_epoch(self, epoch: int) -> float:
+        """Run every step of one epoch and return its mean per-sample loss."""
+        raise NotImplementedError
+
+    def forward(self, xb: Tensor, last: bool) -> Tensor:
+        """The forward pass, recorded when it is the epoch's last."""
+        rec = self.run.recorder
+        if rec is not None and last:
+            with rec:
+                return self.run.model(xb)  # type: ignore[no-any-return]
+        return self.run.model(xb)  # type: ignore[no-any-return]
+
+    def first_step(self, loss: Tensor | None) -> None:
+        """Before the first backward: check the loss, then clear stale gradients.
+
+        Checks and clearing wait until the first loss is known to be valid, so a bad
+        ``loss_fn`` changes nothing; gradients left from before would leak into the step.
+        """
+        if not self._first:
+            return
+        if loss is not None:
+            check_loss_value(loss)
+        for p in self.run.params:
+            p.grad = None
+        if self.run.optimizer is not None:
+            self.run.optimizer.zero_grad(set_to_none=True)
+        self._first = False
+
+    def check_interrupt(self) -> None:
+        """Raise :class:`Interrupted` when Ctrl-C arrived (only between two complete steps)."""
+        if self.run.interrupts.pending:
+            raise Interrupted
