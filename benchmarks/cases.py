@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from gradbasics import ChainModel, manual_sgd_step, train_loop
+from gradbasics import ChainModel, manual_sgd_step, rules, train_loop
 
 
 @dataclass
@@ -135,6 +135,40 @@ def update_case(s: Sizes) -> list[Case]:
     name = f"manual_sgd_step vs SGD.step ({len(ours_p)} tensors)"
     # Memory-bound: the ratio is noisier than the others, so it gets twice the rounds.
     return [(name, ours, baseline, 0.85, s.update_calls, "step", 2 * s.rounds)]
+
+
+def rules_cases(s: Sizes) -> list[Case]:
+    """Each rule of gradbasics.rules against its torch.optim twin's step() on many tensors."""
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(s.update_width, s.update_width) for _ in range(s.update_tensors // 2)]
+    source = [p.detach() for layer in layers for p in layer.parameters()]
+    pairs = [
+        (rules.SGD(momentum=0.9), torch.optim.SGD, {"momentum": 0.9}),
+        (rules.Adagrad(), torch.optim.Adagrad, {}),
+        (rules.RMSprop(), torch.optim.RMSprop, {}),
+        (rules.Adam(), torch.optim.Adam, {}),
+        (rules.AdamW(), torch.optim.AdamW, {}),
+    ]
+    out: list[Case] = []
+    for rule, opt_cls, hyper in pairs:
+        ours_p = [p.clone().requires_grad_(True) for p in source]
+        base_p = [p.clone().requires_grad_(True) for p in source]
+        for p, q in zip(ours_p, base_p, strict=True):
+            p.grad = torch.randn_like(p) * 1e-3
+            q.grad = p.grad.clone()
+        opt = opt_cls(base_p, lr=1e-3, **hyper)
+
+        def ours(rule: rules.Rule = rule, ps: list[torch.Tensor] = ours_p) -> None:
+            for _ in range(s.update_calls):
+                rule(ps, 1e-3)
+
+        def baseline(opt: torch.optim.Optimizer = opt) -> None:
+            for _ in range(s.update_calls):
+                opt.step()
+
+        name = f"rules.{type(rule).__name__} vs torch.optim ({len(source)} tensors)"
+        out.append((name, ours, baseline, 0.85, s.update_calls, "step", 2 * s.rounds))
+    return out
 
 
 def epoch_cases(s: Sizes) -> list[Case]:

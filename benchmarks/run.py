@@ -26,7 +26,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import INFO, Case, Sizes, chain_cases, epoch_cases, import_time, update_case
+from cases import (
+    INFO,
+    Case,
+    Sizes,
+    chain_cases,
+    epoch_cases,
+    import_time,
+    rules_cases,
+    update_case,
+)
 from harness import Result, compare, fmt_time
 
 
@@ -45,7 +54,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     sizes = Sizes.tiny() if args.tiny else Sizes()
     results: list[Result] = []
-    builds: list[Callable[[Sizes], list[Case]]] = [chain_cases, update_case, epoch_cases]
+    builds: list[Callable[[Sizes], list[Case]]] = [
+        chain_cases,
+        update_case,
+        rules_cases,
+        epoch_cases,
+    ]
     if args.device == "cuda":
         from gpu_cases import chain_gpu_cases, epoch_gpu_cases
 

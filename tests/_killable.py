@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from gradbasics import TrainHistory, train_loop
+from gradbasics import TrainHistory, UpdateRule, manual_sgd_step, rules, train_loop
 
 EPOCHS = 40
 
@@ -19,7 +19,7 @@ EPOCHS = 40
 def run(
     mode: str, checkpoint: str | None, on_epoch: Callable[[int, TrainHistory], object] | None
 ) -> tuple[torch.nn.Module, TrainHistory]:
-    """Train a Linear(4, 1) on mini-batches with ``mode`` in {"lr", "momentum", "adam"}."""
+    """Train a Linear(4, 1) on mini-batches; ``mode``: lr, momentum, adam or rule-adam."""
     torch.set_num_threads(1)
     x = torch.randn(48, 4, generator=torch.Generator().manual_seed(0))
     t = x.sum(1, keepdim=True) + 0.5
@@ -27,8 +27,11 @@ def run(
     model = torch.nn.Linear(4, 1)
     lr: float | None = None
     opt: torch.optim.Optimizer | None = None
+    update: UpdateRule = manual_sgd_step
     if mode == "lr":
         lr = 0.05
+    elif mode == "rule-adam":
+        lr, update = 0.01, rules.Adam()
     elif mode == "momentum":
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     else:
@@ -40,6 +43,7 @@ def run(
         epochs=EPOCHS,
         lr=lr,
         optimizer=opt,
+        update=update,
         batch_size=5,
         generator=torch.Generator().manual_seed(2),
         record=True,

@@ -20,6 +20,7 @@ from gradbasics import (
     TrainingInterrupted,
     legacy_data_step,
     load_checkpoint,
+    rules,
     save_checkpoint,
     train_loop,
 )
@@ -40,10 +41,14 @@ def _fresh(kind: str) -> tuple[torch.nn.Module, dict[str, object]]:
         return model, {"lr": 0.05}
     if kind == "momentum":
         return model, {"optimizer": torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)}
+    if kind == "rule-adam":
+        return model, {"lr": 0.01, "update": rules.Adam(amsgrad=True)}
+    if kind == "rule-rmsprop":
+        return model, {"lr": 0.01, "update": rules.RMSprop(momentum=0.5, centered=True)}
     return model, {"optimizer": torch.optim.Adam(model.parameters(), lr=0.01)}
 
 
-@pytest.mark.parametrize("kind", ["lr", "momentum", "adam"])
+@pytest.mark.parametrize("kind", ["lr", "momentum", "adam", "rule-adam", "rule-rmsprop"])
 @pytest.mark.parametrize("generator", [True, False], ids=["seeded", "global-rng"])
 def test_resume_is_bit_identical(tmp_path: Path, kind: str, generator: bool) -> None:
     x, t = _data()
@@ -73,7 +78,7 @@ def test_resume_is_bit_identical(tmp_path: Path, kind: str, generator: bool) -> 
         assert torch.equal(h_resumed.activations[k], v)
 
 
-@pytest.mark.parametrize("mode", ["lr", "momentum", "adam"])
+@pytest.mark.parametrize("mode", ["lr", "momentum", "adam", "rule-adam"])
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
     tmp_path: Path, mode: str
 ) -> None:

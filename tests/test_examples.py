@@ -37,6 +37,11 @@ EXPECTED: dict[str, list[str]] = {
     "08_train_only_w2.py": [f"w2 = {2 - 0.98**20:.6f}", "figure written to"],
     "09_minibatches.py": ["weight 3.000, bias 1.000"],
     "10_detach.py": ["dw = 6 (y treated", f"dw = {4 * 3.0:g}"],
+    "11_adaptive_rules.py": [
+        f"w1 = {3 - 0.01:.4f}",  # AdaGrad's first step: g / sqrt(g^2) = 1
+        "SGD:     DivergenceError at epoch 2",
+        f"loss {(5 * 4 * 3 * 2 - 1) ** 2:g} ->",
+    ],
 }
 
 

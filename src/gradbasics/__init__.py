@@ -1,5 +1,6 @@
 """gradbasics: reference PyTorch training primitives, each checked against an oracle."""
 
+from gradbasics import rules
 from gradbasics._version import __version__
 from gradbasics.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from gradbasics.data import LossFn, batched_loss, mse_loss
@@ -30,6 +31,7 @@ __all__ = [
     "mse_loss",
     "plot_activations",
     "plot_losses",
+    "rules",
     "save_checkpoint",
     "train_loop",
 ]

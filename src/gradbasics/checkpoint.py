@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from gradbasics._validate import _describe, check_model
 from gradbasics._version import __version__
 from gradbasics.history import TrainHistory
+from gradbasics.rules import Rule
 
 __all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
@@ -64,6 +65,8 @@ def run_settings(
     """Describe a run in plain values, so a resumed run can be checked against it."""
     if optimizer is not None:
         rule = f"optimizer {type(optimizer).__module__}.{type(optimizer).__qualname__}"
+    elif isinstance(update, Rule):  # the rule and its hyperparameters
+        rule = repr(update)
     else:
         rule = f"{getattr(update, '__module__', '?')}.{getattr(update, '__qualname__', '?')}"
     return {"update": rule, "lr": lr, "rows": rows, "batch_size": batch_size}
@@ -101,13 +104,15 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     generator: torch.Generator | None = None,
     settings: dict[str, Any] | None = None,
+    rule: Rule | None = None,
 ) -> None:
     """Write a checkpoint atomically: a temporary file, flush, fsync, then ``os.replace``.
 
     It holds only tensors and plain Python values: the model's ``state_dict``, the
-    optimizer's (if any), the generator's state (or the global CPU RNG's when None), the
-    epoch count, the history and ``settings``, serialised with ``torch.save`` and wrapped
-    with a SHA-256 checksum of those bytes, so a flipped bit is refused on load.
+    optimizer's or update rule's state (if any), the generator's state (or the global CPU
+    RNG's when None), the epoch count, the history and ``settings``, serialised with
+    ``torch.save`` and wrapped with a SHA-256 checksum of those bytes, so a flipped bit is
+    refused on load.
 
     Args:
         path: The file to write; its folder must exist.
@@ -118,6 +123,7 @@ def save_checkpoint(
         generator: The CPU generator drawing the batches (None: the global CPU RNG).
         settings: Plain values describing the run (e.g. the update rule and lr), checked
             for equality by :func:`load_checkpoint`.
+        rule: A rule object of :mod:`gradbasics.rules` whose state is saved.
 
     Raises:
         TypeError: On arguments of the wrong type.
@@ -134,12 +140,15 @@ def save_checkpoint(
     target = check_path(path)
     check_model(model)
     hist = history if history is not None else TrainHistory()
+    if rule is not None and not isinstance(rule, Rule):
+        raise TypeError(f"rule must be a gradbasics.rules.Rule or None, got {_describe(rule)}.")
     payload: dict[str, Any] = {
         "gradbasics": __version__,
         "model_class": type(model).__name__,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer_class": type(optimizer).__name__ if optimizer is not None else None,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "rule": rule.state_dict() if rule is not None else None,
         "generator": (generator.get_state() if generator is not None else torch.get_rng_state()),
         "epoch": int(epoch),
         "losses": [float(v) for v in hist.losses],
@@ -227,6 +236,7 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     generator: torch.Generator | None = None,
     settings: dict[str, Any] | None = None,
+    rule: Rule | None = None,
 ) -> Checkpoint:
     """Restore a checkpoint into ``model`` (and ``optimizer``, ``generator``), safely.
 
@@ -242,6 +252,8 @@ def load_checkpoint(
         optimizer: The optimizer to restore into; required if one was saved.
         generator: The CPU generator to restore (None: the global CPU RNG is restored).
         settings: The current run's settings; each saved setting must equal it.
+        rule: The rule object of :mod:`gradbasics.rules` to restore; its hyperparameters
+            must equal the saved ones.
 
     Returns:
         The epoch count, history and settings it holds.
@@ -251,8 +263,16 @@ def load_checkpoint(
         FileNotFoundError: If there is no file at ``path``.
         TypeError: On arguments of the wrong type.
     """
+    if rule is not None and not isinstance(rule, Rule):
+        raise TypeError(f"rule must be a gradbasics.rules.Rule or None, got {_describe(rule)}.")
     return restore(
-        check_path(path), check_model(model), optimizer, generator, settings, max_epoch=None
+        check_path(path),
+        check_model(model),
+        optimizer,
+        generator,
+        settings,
+        max_epoch=None,
+        rule=rule,
     )
 
 
@@ -264,6 +284,7 @@ def restore(
     settings: dict[str, Any] | None,
     *,
     max_epoch: int | None,
+    rule: Rule | None = None,
 ) -> Checkpoint:
     """Check everything in the checkpoint at ``source``, then restore it (see above)."""
     data = _read(source)
@@ -295,10 +316,21 @@ def restore(
         ]
         if diff:
             raise CheckpointError(f"{source} is from a different run: {'; '.join(diff)}.")
+    saved_rule = data.get("rule")
+    if rule is not None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if saved_rule is None:
+            raise CheckpointError(f"{source} holds no update rule state, but {rule!r} was given.")
+        try:
+            rule.check_state_dict(saved_rule, params)
+        except ValueError as exc:
+            raise CheckpointError(f"{source} does not fit the update rule: {exc}") from exc
     # Every check passed: now change things.
     model.load_state_dict(data["model"])
     if optimizer is not None:
         optimizer.load_state_dict(data["optimizer"])
+    if rule is not None and saved_rule is not None:
+        rule.load_state_dict(saved_rule, [p for p in model.parameters() if p.requires_grad])
     if generator is not None:
         generator.set_state(data["generator"])
     else:

@@ -44,6 +44,7 @@ from gradbasics.engines import graph as graph_engine
 from gradbasics.engines.base import UpdateRule
 from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
 from gradbasics.recording import ActivationRecorder, EpochRows
+from gradbasics.rules import Rule
 from gradbasics.steps import legacy_data_step, manual_sgd_step
 
 __all__ = ["UpdateRule", "train_loop"]
@@ -167,7 +168,9 @@ def train_loop(
             ``optimizer`` must be given.
         optimizer: Any ``torch.optim.Optimizer`` over the model's parameters.
         update: The update rule used with ``lr``: :func:`manual_sgd_step` (default),
-            :func:`legacy_data_step`, or any ``update(params, lr)``.
+            :func:`legacy_data_step`, a rule object of :mod:`gradbasics.rules` (e.g.
+            ``rules.Adam()``, whose state is saved in checkpoints), or any
+            ``update(params, lr)``.
         batch_size: Rows per batch, ``1 <= batch_size <= N``; None for full batches.
         loss_fn: ``loss_fn(outputs, targets)`` returning the batch's mean loss as a 0-d
             tensor (default :func:`mse_loss`).
@@ -237,11 +240,12 @@ def train_loop(
     if why is not None:
         raise ValueError(f"graph=True cannot serve this run: {why}.")
     settings = run_settings(lr=lr, optimizer=opt, update=update, rows=n, batch_size=size)
+    rule = update if opt is None and isinstance(update, Rule) else None  # its state is saved
     lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
     core = unwrap(model)
     history, start = TrainHistory(), 0
     if resume and ckpt is not None and ckpt.exists():
-        restored = restore(ckpt, core, opt, gen, settings, max_epoch=n_epochs)
+        restored = restore(ckpt, core, opt, gen, settings, max_epoch=n_epochs, rule=rule)
         start, history = restored.epoch, restored.history
 
     # 2. Set up: data on the model's device once, the activation rows, one engine.
@@ -289,6 +293,7 @@ def train_loop(
                         optimizer=opt,
                         generator=gen,
                         settings=settings,
+                        rule=rule,
                     )
                 if bar is not None:
                     bar.update(1)

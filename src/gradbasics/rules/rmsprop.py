@@ -1,0 +1,262 @@
+"""RMSprop: divide by the root of a moving average of squared gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from gradbasics.rules._common import (
+    Rule,
+    Tensors,
+    advance,
+    batches_exactly,
+    check_bool,
+    check_eps,
+    check_nonneg,
+    check_unit,
+    groups,
+    new_steps,
+    pick,
+    use_foreach,
+    with_grads,
+)
+
+__all__ = ["RMSprop", "RMSpropState", "init_rmsprop", "rmsprop_step"]
+
+
+class RMSpropState(NamedTuple):
+    r"""RMSprop's state per parameter.
+
+    Attributes:
+        square_avg: :math:`v`, the moving average of :math:`g^2`.
+        momentum_buffer: :math:`b` (with momentum; else empty).
+        grad_avg: :math:`\bar g`, the moving average of :math:`g` (centered; else empty).
+        steps: Steps taken per parameter, ``(n,)`` on the CPU.
+    """
+
+    square_avg: list[Tensor]
+    momentum_buffer: list[Tensor]
+    grad_avg: list[Tensor]
+    steps: Tensor
+
+
+def init_rmsprop(
+    params: Sequence[Tensor], *, momentum: float = 0.0, centered: bool = False
+) -> RMSpropState:
+    """Return the zero state of :func:`rmsprop_step` for ``params``."""
+
+    def zeros() -> list[Tensor]:
+        return [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+
+    return RMSpropState(
+        zeros(),
+        zeros() if momentum > 0 else [],
+        zeros() if centered else [],
+        new_steps(len(params)),
+    )
+
+
+def rmsprop_step(
+    params: Sequence[Tensor],
+    state: RMSpropState,
+    *,
+    lr: float,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    maximize: bool = False,
+    foreach: bool | None = None,
+) -> None:
+    r"""Apply one RMSprop step in place; bit-identical to ``torch.optim.RMSprop``.
+
+    For each parameter :math:`\theta` with gradient :math:`g`:
+
+    .. math::
+
+        g &\leftarrow g + \lambda\theta, \qquad
+        v \leftarrow \alpha v + (1 - \alpha) g^2 \\
+        d &= \begin{cases} \sqrt{v - \bar g^2} + \epsilon, \quad
+            \bar g \leftarrow \bar g + (1 - \alpha)(g - \bar g) & \text{centered} \\
+            \sqrt{v} + \epsilon & \text{otherwise} \end{cases} \\
+        \theta &\leftarrow \begin{cases} \theta - \eta\, b, \quad b \leftarrow \mu b + g / d
+            & \mu > 0 \\ \theta - \eta\, g / d & \text{otherwise} \end{cases}
+
+    Args:
+        params: The parameters; those without ``.grad`` are skipped.
+        state: From :func:`init_rmsprop` (with the same ``momentum`` and ``centered``).
+        lr: The learning rate :math:`\eta`.
+        alpha: Smoothing constant :math:`\alpha`.
+        eps: :math:`\epsilon`.
+        weight_decay: :math:`\lambda`.
+        momentum: :math:`\mu`.
+        centered: Divide by the estimated variance instead of the raw second moment.
+        maximize: Ascend instead of descend.
+        foreach: Follow torch's multi-tensor path op for op (True) or its single-tensor
+            path (False); None picks as torch does (multi-tensor when all are on CUDA).
+
+    Example:
+        >>> import torch
+        >>> from gradbasics.rules import init_rmsprop, rmsprop_step
+        >>> w = torch.tensor([1.0], requires_grad=True)
+        >>> state = init_rmsprop([w])
+        >>> w.grad = torch.tensor([1.0])
+        >>> rmsprop_step([w], state, lr=0.01)  # 1 - 0.01 / sqrt(0.01)
+        >>> w
+        tensor([0.9000], requires_grad=True)
+    """
+    idx, ps, gs = with_grads(params)
+    if not ps:
+        return
+    advance(state.steps, idx)
+    hyper = (alpha, eps, weight_decay, momentum, centered, maximize)
+    with torch.no_grad():
+        if use_foreach(ps, foreach):
+            _rmsprop_foreach(idx, ps, gs, state, lr, *hyper)
+        elif batches_exactly(ps):  # the single-tensor path's bits, a group per call
+            for g in groups(ps):  # a large tensor alone runs best without foreach
+                step = _rmsprop_foreach if len(g) > 1 else _rmsprop_each
+                step([idx[k] for k in g], [ps[k] for k in g], [gs[k] for k in g], state, lr, *hyper)
+        else:
+            _rmsprop_each(idx, ps, gs, state, lr, *hyper)
+
+
+def _rmsprop_each(
+    idx: list[int],
+    ps: list[Tensor],
+    gs: list[Tensor],
+    state: RMSpropState,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+    maximize: bool,
+) -> None:
+    """Torch's single-tensor path, op for op."""
+    for i, p, g in zip(idx, ps, gs, strict=True):
+        grad = -g if maximize else g
+        if weight_decay != 0:
+            grad = grad.add(p, alpha=weight_decay)
+        v = state.square_avg[i]
+        v.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+        if centered:
+            mean = state.grad_avg[i]
+            mean.lerp_(grad, 1 - alpha)
+            avg = v.addcmul(mean, mean, value=-1).sqrt_()
+        else:
+            avg = v.sqrt()
+        avg = avg.add_(eps)
+        if momentum > 0:
+            buf = state.momentum_buffer[i]
+            buf.mul_(momentum).addcdiv_(grad, avg)
+            p.add_(buf, alpha=-lr)
+        else:
+            p.addcdiv_(grad, avg, value=-lr)
+
+
+def _rmsprop_foreach(
+    idx: list[int],
+    ps: list[Tensor],
+    gs: list[Tensor],
+    state: RMSpropState,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+    maximize: bool,
+) -> None:
+    """Torch's multi-tensor (``foreach``) path, op for op."""
+    square_avgs = pick(state.square_avg, idx)
+    grads: Tensors = torch._foreach_neg(gs) if maximize else gs
+    if weight_decay != 0 and maximize:  # in place on the negated copy, as torch
+        torch._foreach_add_(grads, ps, alpha=weight_decay)
+    elif weight_decay != 0:
+        grads = torch._foreach_add(grads, ps, alpha=weight_decay)
+    torch._foreach_mul_(square_avgs, alpha)
+    torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
+    if centered:
+        grad_avgs = pick(state.grad_avg, idx)
+        torch._foreach_lerp_(grad_avgs, grads, 1 - alpha)
+        avg = torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
+        torch._foreach_sqrt_(avg)
+    else:
+        avg = torch._foreach_sqrt(square_avgs)
+    torch._foreach_add_(avg, eps)
+    if momentum > 0:
+        bufs = pick(state.momentum_buffer, idx)
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_addcdiv_(bufs, grads, avg)
+        torch._foreach_add_(ps, bufs, alpha=-lr)
+    else:
+        torch._foreach_addcdiv_(ps, grads, avg, value=-lr)
+
+
+class RMSprop(Rule):
+    r"""RMSprop as a rule object; equals ``torch.optim.RMSprop`` (see :func:`rmsprop_step`).
+
+    Arguments and defaults are those of ``torch.optim.RMSprop``; the learning rate is
+    given separately.
+
+    Args:
+        alpha: Smoothing constant :math:`\alpha` in [0, 1].
+        eps: :math:`\epsilon` >= 0.
+        weight_decay: L2 penalty :math:`\lambda` >= 0.
+        momentum: Momentum :math:`\mu` >= 0.
+        centered: Centered RMSprop.
+        maximize: Ascend instead of descend.
+        foreach: Which of torch's paths to equal op for op (None: as torch picks).
+
+    Raises:
+        TypeError: If a number or flag has the wrong type.
+        ValueError: If a hyperparameter is out of range.
+
+    Example:
+        >>> import torch
+        >>> from gradbasics import rules
+        >>> w = torch.tensor([1.0], requires_grad=True)
+        >>> w.grad = torch.tensor([1.0])
+        >>> rules.RMSprop()([w], 0.01)
+        >>> w
+        tensor([0.9000], requires_grad=True)
+    """
+
+    state_type = RMSpropState
+    state: RMSpropState | None
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(foreach)
+        self.hyper = {
+            "alpha": check_unit(alpha, "alpha", closed=True),
+            "eps": check_eps(eps),
+            "weight_decay": check_nonneg(weight_decay, "weight_decay"),
+            "momentum": check_nonneg(momentum, "momentum"),
+            "centered": check_bool(centered, "centered"),
+            "maximize": check_bool(maximize, "maximize"),
+        }
+
+    def init(self, params: Sequence[Tensor]) -> RMSpropState:
+        """Return a fresh state for ``params``."""
+        m, c = self.hyper["momentum"], self.hyper["centered"]
+        return init_rmsprop(params, momentum=float(m), centered=bool(c))  # type: ignore[arg-type]
+
+    def apply(self, params: list[Tensor], lr: float) -> None:
+        """One step on checked parameters."""
+        rmsprop_step(params, self.state, lr=lr, foreach=self.foreach, **self.hyper)  # type: ignore[arg-type]
