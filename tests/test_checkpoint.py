@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import io
 import os
 import random
@@ -270,21 +271,20 @@ def test_checkpoint_every_k_epochs_and_at_the_end(tmp_path: Path) -> None:
     assert seen == [0, 0, 3, 3, 3, 6, 7]
 
 
-def test_a_failed_write_leaves_the_previous_checkpoint_intact(
+def test_a_full_disk_names_the_path_and_leaves_the_previous_checkpoint_intact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _valid(tmp_path)
     good = path.read_bytes()
-    real_save = torch.save
 
-    def half_then_crash(obj: object, f: object) -> None:
-        real_save(obj, f)  # type: ignore[arg-type]
-        if not isinstance(f, io.BytesIO):  # the write to the temporary file fails
-            raise OSError("disk full")
+    def full(fd: int) -> None:  # where a full disk surfaces on delayed-allocation filesystems
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(torch, "save", half_then_crash)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"Cannot write the checkpoint .*ok\.pt: no space left") as info:
         save_checkpoint(path, ChainModel(), epoch=9)
+    assert info.value.errno == errno.ENOSPC
+    assert ".tmp" not in str(info.value)
     assert path.read_bytes() == good
     assert list(tmp_path.iterdir()) == [path]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -137,11 +138,48 @@ class _Store:
             self.target[self.name] = output.detach()
 
 
+RECORD_LIMIT_BYTES = 4 << 30
+"""The most memory ``train_loop(record=True)`` may set aside for activation rows (4 GiB)."""
+
+
+def check_record_memory(recorder: ActivationRecorder, probe: Tensor, epochs: int) -> int:
+    """Refuse, before training, activation rows that would not fit; return their bytes.
+
+    One forward pass of ``probe`` (the size of an epoch's last batch) under
+    ``torch.no_grad()`` and ``model.eval()`` (mode restored) measures the activations;
+    ``epochs`` rows of each must fit in :data:`RECORD_LIMIT_BYTES` and in half the
+    memory the machine has available.
+    """
+    model = recorder.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), recorder:
+            model(probe)
+    finally:
+        model.train(was_training)
+    per_epoch = sum(a.numel() * a.element_size() for a in recorder.activations.values())
+    recorder.activations.clear()
+    need = per_epoch * epochs
+    limit = RECORD_LIMIT_BYTES
+    if hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
+        limit = min(limit, os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2)
+    if need > limit:
+        raise ValueError(
+            f"record=True would keep {need / 2**20:.1f} MiB of activation rows "
+            f"({per_epoch} bytes per epoch for {epochs} epochs), more than the "
+            f"{limit / 2**20:.0f} MiB allowed (4 GiB, or half the available memory); "
+            "train fewer epochs per call, or record with an ActivationRecorder of your own."
+        )
+    return need
+
+
 class EpochRows:
     """One row per epoch of each recorded activation, kept in CPU tensors for train_loop.
 
     Each name's buffer is allocated once, ``(epochs, *shape)``, in pinned memory when the
-    activations live on a GPU, so an epoch's copy does not wait for the device.
+    activations live on a GPU, so an epoch's copy does not wait for the device. Rows of
+    epochs that were not recorded (before a resume from a run without recording) are NaN.
     """
 
     def __init__(self, epochs: int, pinned: bool) -> None:
@@ -150,9 +188,10 @@ class EpochRows:
 
     def keep(self, name: str, act: Tensor, epoch: int) -> None:
         """Copy ``act`` into row ``epoch`` of ``name`` (non-blocking from a GPU)."""
-        if name not in self.rows:
+        if name not in self.rows:  # NaN marks an epoch not recorded (e.g. before a resume)
             shape = (self.epochs, *act.shape)
-            self.rows[name] = torch.empty(shape, dtype=act.dtype, pin_memory=self.pinned)
+            fill = float("nan") if act.is_floating_point() else 0
+            self.rows[name] = torch.full(shape, fill, dtype=act.dtype, pin_memory=self.pinned)
         self.rows[name][epoch].copy_(act, non_blocking=True)
 
     def upto(self, epochs: int) -> dict[str, Tensor]:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gradbasics._ckptcheck import check_writable, fingerprint, run_settings
 from gradbasics._device import sanctioned_sync, to_device
 from gradbasics._distributed import Ranks, ddp_ranks, unwrap
 from gradbasics._interrupts import DeferredInterrupt
@@ -28,7 +29,7 @@ from gradbasics._validate import (
     model_device_dtype,
     trainable_params,
 )
-from gradbasics.checkpoint import check_path, restore, run_settings, save_checkpoint
+from gradbasics.checkpoint import check_path, restore, save_checkpoint
 from gradbasics.data import LossFn, check_loss_fn
 from gradbasics.engines import (
     DDPEngine,
@@ -43,7 +44,7 @@ from gradbasics.engines import (
 from gradbasics.engines import graph as graph_engine
 from gradbasics.engines.base import UpdateRule
 from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
-from gradbasics.recording import ActivationRecorder, EpochRows
+from gradbasics.recording import ActivationRecorder, EpochRows, check_record_memory
 from gradbasics.rules import Rule
 from gradbasics.steps import legacy_data_step, manual_sgd_step
 
@@ -230,6 +231,8 @@ def train_loop(
     gen = check_generator(generator)
     hooks = _check_callbacks(callbacks)
     ckpt = None if checkpoint is None else check_path(checkpoint, name="checkpoint")
+    if ckpt is not None:
+        check_writable(ckpt, "checkpoint")
     every = check_int(checkpoint_every, name="checkpoint_every", minimum=1)
     if resume and ckpt is None:
         raise ValueError("resume=True needs a checkpoint path, got checkpoint=None.")
@@ -240,6 +243,9 @@ def train_loop(
     if why is not None:
         raise ValueError(f"graph=True cannot serve this run: {why}.")
     settings = run_settings(lr=lr, optimizer=opt, update=update, rows=n, batch_size=size)
+    if ckpt is not None:  # resuming on other data of the same length is refused
+        with sanctioned_sync():
+            settings["data"] = fingerprint(x, y)
     rule = update if opt is None and isinstance(update, Rule) else None  # its state is saved
     lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
     core = unwrap(model)
@@ -249,10 +255,12 @@ def train_loop(
         start, history = restored.epoch, restored.history
 
     # 2. Set up: data on the model's device once, the activation rows, one engine.
-    with sanctioned_sync():
-        x, y = to_device(x, device), to_device(y, device)
+    with sanctioned_sync():  # detached: the user's tensors never collect a .grad
+        x, y = to_device(x.detach(), device), to_device(y.detach(), device)
     sizes = [size] * (n // size) + ([n % size] if n % size else [])  # rows per batch
     recorder = ActivationRecorder(core) if record and lead else None
+    if recorder is not None:
+        check_record_memory(recorder, x[: sizes[-1]], n_epochs)
     rows = EpochRows(n_epochs, pinned=device.type == "cuda")
     for name, saved in history.activations.items():  # resumed rows
         for e in range(start):
