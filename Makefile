@@ -28,8 +28,8 @@ check: $(VENV)/.dev-installed
 	$(MAKE) lint typecheck test docs
 
 lint: $(VENV)/.dev-installed
-	$(PY) -m ruff check src tests examples benchmarks docs
-	$(PY) -m ruff format --check src tests examples benchmarks docs
+	$(PY) -m ruff check src tests examples benchmarks docs tools
+	$(PY) -m ruff format --check src tests examples benchmarks docs tools
 
 typecheck: $(VENV)/.dev-installed
 	$(PY) -m mypy --strict src tests

@@ -23,7 +23,7 @@ print(f"AdaGrad's first step: w1 = {first.w1.item():.4f} (3 - lr: the gradient's
 try:
     train_loop(ChainModel(device=args.device), x, t, epochs=300, lr=0.01)
 except DivergenceError as err:
-    print(f"SGD:     DivergenceError at epoch {err.epoch}, losses {err.history.losses}")
+    print(f"SGD:     DivergenceError in epoch {err.epoch + 1} of 300, losses {err.history.losses}")
 for rule in (rules.Adagrad(), rules.RMSprop(), rules.Adam()):
     history = train_loop(ChainModel(device=args.device), x, t, epochs=300, lr=0.01, update=rule)
     print(f"{type(rule).__name__ + ':':8} loss {history.losses[0]:g} -> {history.losses[-1]:.4g}")

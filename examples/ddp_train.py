@@ -1,9 +1,12 @@
 """Data-parallel training with torchrun and DistributedDataParallel: one process's answer.
 
 Run:
-    torchrun --nproc-per-node=2 examples/ddp_train.py           # CPUs: gloo
-    torchrun --nproc-per-node=NUM_GPUS examples/ddp_train.py    # GPUs: nccl, one per rank
+    torchrun --nproc-per-node=2 examples/ddp_train.py           # gloo on CPUs
+    torchrun --nproc-per-node=NUM_GPUS examples/ddp_train.py    # nccl, one GPU per rank
     python examples/ddp_train.py                                # one process, to compare
+
+The backend: nccl with one GPU per rank when this machine has a GPU for every local rank,
+else gloo on the CPU (so two processes on a one-GPU machine train on the CPU).
 
 On several machines, run on each (NODE_RANK 0 on the machine at HOST):
     torchrun --nnodes=2 --node-rank=NODE_RANK --nproc-per-node=8 \
@@ -24,7 +27,9 @@ from gradbasics import train_loop
 
 distributed = "WORLD_SIZE" in os.environ  # set by torchrun
 if distributed:
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    backend = "nccl" if gpus >= local_ranks else "gloo"  # never two ranks on one GPU
     dist.init_process_group(backend)
     rank, world = dist.get_rank(), dist.get_world_size()
     if backend == "nccl":

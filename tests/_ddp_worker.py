@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from gradbasics import ChainModel, legacy_data_step, manual_sgd_step, train_loop
+from gradbasics import ChainModel, DivergenceError, legacy_data_step, manual_sgd_step, train_loop
 
 # (name, rows, batch_size, rule): full and mini batches, even and uneven shards, and one
 # global batch (the last, of 2 rows) that leaves a rank of 3 without rows.
@@ -54,6 +54,21 @@ def train(
     return history.losses, {k: v.detach().clone() for k, v in core.state_dict().items()}
 
 
+def diverge(ddp: bool) -> tuple[int, dict[str, torch.Tensor]]:
+    """Row 1 (rank 1's shard) has an overflowing target: only that rank's loss is inf."""
+    torch.manual_seed(0)
+    core = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    model: torch.nn.Module = DistributedDataParallel(core) if ddp else core
+    x, t = data(12)
+    t[1] = 1e30
+    epoch = -1
+    try:
+        train_loop(model, x, t, epochs=3, lr=0.05)
+    except DivergenceError as err:
+        epoch = err.epoch
+    return epoch, {k: v.detach().clone() for k, v in core.state_dict().items()}
+
+
 def main() -> None:
     """Usage: _ddp_worker.py RANK WORLD PORT OUT_DIR."""
     rank, world, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
@@ -71,8 +86,10 @@ def main() -> None:
         manual_sgd_step(model.parameters(), 0.1)
         legacy_data_step(model.parameters(), 0.1)
         steps = {k: v.detach().clone() for k, v in model.module.state_dict().items()}
+        stops: list[object] = [None] * world
+        dist.all_gather_object(stops, diverge(ddp=True))  # every rank's stop, on rank 0
         if rank == 0:
-            torch.save({"results": results, "steps": steps}, out / "rank0.pt")
+            torch.save({"results": results, "steps": steps, "stops": stops}, out / "rank0.pt")
         dist.barrier()  # no rank leaves while another still talks to it
     finally:
         dist.destroy_process_group()

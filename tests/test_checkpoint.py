@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import errno
-import io
 import os
 import random
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -281,7 +281,9 @@ def test_a_full_disk_names_the_path_and_leaves_the_previous_checkpoint_intact(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(OSError, match=r"Cannot write the checkpoint .*ok\.pt: no space left") as info:
+    with pytest.raises(
+        OSError, match=r"Cannot write the checkpoint .*ok\.pt: no space left"
+    ) as info:
         save_checkpoint(path, ChainModel(), epoch=9)
     assert info.value.errno == errno.ENOSPC
     assert ".tmp" not in str(info.value)
@@ -289,7 +291,22 @@ def test_a_full_disk_names_the_path_and_leaves_the_previous_checkpoint_intact(
     assert list(tmp_path.iterdir()) == [path]
 
 
-def test_ctrl_c_mid_step_finishes_the_step_and_keeps_the_checkpoint(tmp_path: Path) -> None:
+@pytest.fixture
+def default_signals() -> Iterator[None]:
+    """Python's own SIGINT and SIGTERM handlers, whatever pytest inherited (nohup, CI)."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+@pytest.mark.usefixtures("default_signals")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_mid_step_finishes_the_step_and_keeps_the_checkpoint(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     path = tmp_path / "int.pt"
     x, t = torch.tensor([2.0]), torch.tensor([1.0])
     calls = 0
@@ -301,7 +318,7 @@ def test_ctrl_c_mid_step_finishes_the_step_and_keeps_the_checkpoint(tmp_path: Pa
         manual = ps[:1]
         legacy_data_step(manual, lr)
         if calls == 4:  # Ctrl-C between the first and the second parameter's update
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(sig)
         legacy_data_step(ps[1:], lr)
 
     model = ChainModel()
@@ -318,6 +335,29 @@ def test_ctrl_c_mid_step_finishes_the_step_and_keeps_the_checkpoint(tmp_path: Pa
         ref.zero_grad(set_to_none=True)
     assert_same_bits(params_of(model), params_of(ref))
     assert load_checkpoint(path, ChainModel()).epoch == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.usefixtures("default_signals")
+def test_a_second_ctrl_c_within_a_step_aborts_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "int.pt"
+    x, t = torch.tensor([2.0]), torch.tensor([1.0])
+    calls = 0
+
+    def hung_rule(params: object, lr: float) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 4:  # a step that would never finish: the user presses Ctrl-C twice
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            raise AssertionError("the second Ctrl-C did not abort the step")
+        legacy_data_step(params, lr)  # type: ignore[arg-type]
+
+    with pytest.raises(KeyboardInterrupt, match="aborted at once") as info:
+        train_loop(ChainModel(), x, t, epochs=10, lr=1e-4, update=hung_rule, checkpoint=path)
+    assert not isinstance(info.value, TrainingInterrupted)
+    assert load_checkpoint(path, ChainModel()).epoch == 3  # the last checkpoint is intact
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

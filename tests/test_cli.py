@@ -15,7 +15,7 @@ def test_demo_prints_the_notes_numbers(tmp_path: Path, capsys: pytest.CaptureFix
     text = capsys.readouterr().out
     for grad in ("dL/dw1 = 9520", "dL/dw2 = 7140", "dL/dw3 = 5712"):
         assert grad in text
-    assert "lr=0.01: diverged at epoch 2" in text
+    assert "lr=0.01: diverged in epoch 3 of 100" in text  # err.epoch == 2, 1-based here
     assert "lr=0.001: the ReLU died" in text
     assert "lr=0.0001: converged" in text
     assert f"w2 = {2 - 0.98**20:.6f}" in text

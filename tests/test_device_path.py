@@ -180,3 +180,31 @@ def test_memory_stays_flat_over_20000_recorded_epochs() -> None:
         assert rows.shape == (20_000, 1)
         assert rows.grad_fn is None
         assert not rows.requires_grad
+
+
+@pytest.mark.usefixtures("deferred")
+def test_deferred_mask_stays_off_for_every_step_after_an_early_bad_row() -> None:
+    # The bad row comes second of five, so three finite steps follow it in the same
+    # epoch: none of them may update (a mask that turned back on would let them).
+    order = torch.randperm(5, generator=torch.Generator().manual_seed(0)).tolist()
+    x = torch.ones(5, 1)
+    x[order[1]] = 1e30
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.5)
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(DivergenceError) as info:
+        train_loop(model, x, torch.zeros(5, 1), epochs=2, lr=0.1, batch_size=1, generator=gen)
+    assert info.value.epoch == 0
+    assert model.weight.item() == pytest.approx(0.5 * 0.8, rel=1e-6)  # the first step only
+
+
+def test_losses_stay_on_the_device_only_for_the_built_in_rules_off_the_cpu() -> None:
+    # An optimizer's step cannot be masked: it must read each loss before its update.
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    assert training._losses_stay_on_device(cuda, None, manual_sgd_step)
+    assert training._losses_stay_on_device(cuda, None, legacy_data_step)
+    assert not training._losses_stay_on_device(cuda, opt, manual_sgd_step)
+    assert not training._losses_stay_on_device(cpu, None, manual_sgd_step)
+    assert not training._losses_stay_on_device(cuda, None, lambda ps, lr: None)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _ddp_worker import CONFIGS, train
+from _ddp_worker import CONFIGS, diverge, train
 from gradbasics import ChainModel, legacy_data_step, manual_sgd_step
 
 HERE = Path(__file__).resolve().parent
@@ -88,6 +88,20 @@ def test_update_rules_on_a_ddp_model_use_the_averaged_gradients(
     legacy_data_step(model.parameters(), 0.1)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(steps[k], v, rtol=1e-6, atol=1e-7)
+
+
+def test_a_rank_whose_loss_overflows_stops_every_rank_together(
+    ranks_output: tuple[int, dict[str, object]],
+) -> None:
+    world, data = ranks_output
+    stops = data["stops"]
+    assert isinstance(stops, list) and len(stops) == world
+    ref_epoch, ref_state = diverge(ddp=False)  # one process sees the inf loss itself
+    assert ref_epoch == 0
+    for epoch, state in stops:
+        assert epoch == ref_epoch  # all stopped, at the same epoch, before any bad update
+        assert_same = [torch.equal(state[k], v) for k, v in ref_state.items()]
+        assert all(assert_same)
 
 
 def _example(*launcher: str) -> tuple[list[float], list[float]]:

@@ -29,7 +29,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "05_optimizer_zero_grad.py": [f"dL/dw1 = {2 * 9520}", "bit for bit: True"],
     "06_learning_rates.py": [
-        "lr=0.01: DivergenceError at epoch 2, losses [14161.0,",
+        "lr=0.01: DivergenceError in epoch 3 of 100, losses [14161.0,",
         "lr=0.001: dead ReLU, final loss 1 ",
         "lr=0.0001: converged",
     ],
@@ -39,7 +39,7 @@ EXPECTED: dict[str, list[str]] = {
     "10_detach.py": ["dw = 6 (y treated", f"dw = {4 * 3.0:g}"],
     "11_adaptive_rules.py": [
         f"w1 = {3 - 0.01:.4f}",  # AdaGrad's first step: g / sqrt(g^2) = 1
-        "SGD:     DivergenceError at epoch 2",
+        "SGD:     DivergenceError in epoch 3 of 300",
         f"loss {(5 * 4 * 3 * 2 - 1) ** 2:g} ->",
     ],
 }

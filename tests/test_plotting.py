@@ -73,3 +73,19 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"pip install 'gradbasics\[plot\]'"):
         plot_losses(TrainHistory(losses=[1.0]))
+
+
+def test_plot_activations_averages_units_of_wide_layers() -> None:
+    # Two names with several units each: each point is the mean over the units (and rows),
+    # computed here in float64 from the recorded tensors.
+    rows = {
+        "a": torch.tensor([[[1.0, 2.0, 6.0]], [[0.0, 0.0, 3.0]]]),  # (epochs, rows, units)
+        "b": torch.tensor([[[4.0, -4.0]], [[10.0, 0.0]]]),
+    }
+    fig = plot_activations(TrainHistory([1.0, 0.5], rows))
+    (ax,) = fig.axes
+    for e, line in enumerate(ax.lines):
+        _, ys = _xy(line)
+        want = [rows[k][e].double().mean().item() for k in ("a", "b")]
+        assert ys == pytest.approx(want)
+    assert _xy(ax.lines[0])[1] == pytest.approx([3.0, 0.0])

@@ -158,3 +158,16 @@ def test_a_non_finite_guard_skips_the_step(device: torch.device, step: object, b
     w.grad = torch.tensor([float("nan"), 1.0], device=device)
     step([w], 0.5, guard=torch.tensor([0.0, bad], device=device))  # type: ignore[operator]
     assert w.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("count", [1, 6])  # below and above the multi-tensor threshold
+def test_a_non_finite_guard_masks_the_multi_tensor_path_too(count: int) -> None:
+    ws = [torch.full((3,), float(i), requires_grad=True) for i in range(count)]
+    for w in ws:
+        w.grad = torch.tensor([float("nan"), 1.0, -2.0])
+    manual_sgd_step(ws, 0.5, guard=torch.tensor(float("inf")))
+    assert all(w.tolist() == [float(i)] * 3 for i, w in enumerate(ws))
+    for w in ws:
+        w.grad = torch.tensor([4.0, 1.0, -2.0])
+    manual_sgd_step(ws, 0.5, guard=torch.tensor(1.0))  # finite: the plain step's bits
+    assert all(w.tolist() == [i - 2.0, i - 0.5, i + 1.0] for i, w in enumerate(ws))

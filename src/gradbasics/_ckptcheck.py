@@ -58,7 +58,7 @@ def check_epoch(epoch: object) -> int:
 
 def run_settings(
     *, lr: float | None, optimizer: torch.optim.Optimizer | None, update: Callable[..., object],
-    rows: int, batch_size: int,
+    rows: int | None, batch_size: int | None,
 ) -> dict[str, Any]:  # fmt: skip
     """Describe a run in plain values, so a resumed run can be checked against it."""
     if optimizer is not None:
@@ -150,7 +150,12 @@ def _groups(state: object) -> list[dict[str, Any]] | None:
 
 
 def check_optimizer(
-    path: Path, data: dict[str, Any], optimizer: torch.optim.Optimizer, *, hyper: bool
+    path: Path,
+    data: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    *,
+    hyper: bool,
+    skip: tuple[str, ...] = (),
 ) -> None:
     """The saved optimizer state must fit ``optimizer`` (with ``hyper``: same values)."""
     saved_class = data.get("optimizer_class")
@@ -174,7 +179,7 @@ def check_optimizer(
     for i, (old, new) in enumerate(zip(groups, optimizer.param_groups, strict=True)):
         diff = [
             f"{k}: saved {old.get(k)!r}, now {new.get(k)!r}"
-            for k in sorted((set(old) | set(new)) - {"params"})
+            for k in sorted((set(old) | set(new)) - {"params", *skip})
             if not _same(old.get(k), plain(new.get(k), k))
         ]
         if diff:

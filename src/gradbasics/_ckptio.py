@@ -162,7 +162,9 @@ def read(path: Path) -> dict[str, Any]:
         head = len(MAGIC) + 32
         body = memoryview(raw)[head:]
         if len(raw) < head or hashlib.sha256(body).digest() != raw[len(MAGIC) : head]:
-            raise CheckpointError(f"{path} is truncated or corrupted: its SHA-256 checksum does not match.")
+            raise CheckpointError(
+                f"{path} is truncated or corrupted: its SHA-256 checksum does not match."
+            )
         data = safe_load(body, path)
     else:
         outer = safe_load(raw, path)
@@ -177,7 +179,9 @@ def read(path: Path) -> dict[str, Any]:
         if not isinstance(payload, bytes) or (
             hashlib.sha256(payload).hexdigest() != outer.get("sha256")
         ):
-            raise CheckpointError(f"{path} is truncated or corrupted: its SHA-256 checksum does not match.")
+            raise CheckpointError(
+                f"{path} is truncated or corrupted: its SHA-256 checksum does not match."
+            )
         data = safe_load(payload, path)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is not a gradbasics checkpoint.")

@@ -46,12 +46,14 @@ class Checkpoint:
         settings: The run's settings (plain values) it was written with.
         ignored: What the file holds but was not restored, e.g. ``("optimizer",)`` when
             weights are loaded for inference without the optimizer they trained with.
+        extra: What ``save_checkpoint(extra=...)`` kept.
     """
 
     epoch: int
     history: TrainHistory = field(default_factory=TrainHistory)
     settings: dict[str, Any] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_path(path: object, *, name: str = "path") -> Path:
@@ -86,6 +88,8 @@ def save_checkpoint(
     generator: torch.Generator | None = None,
     settings: dict[str, Any] | None = None,
     rule: Rule | None = None,
+    scheduler: Any = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Write a checkpoint atomically: a temporary file, flush, fsync, then ``os.replace``.
 
@@ -107,6 +111,8 @@ def save_checkpoint(
         settings: Plain values describing the run (e.g. the update rule and lr), checked
             for equality by :func:`load_checkpoint`.
         rule: A rule object of :mod:`gradbasics.rules` whose state is saved.
+        scheduler: A learning-rate scheduler whose ``state_dict()`` is saved.
+        extra: More plain values and tensors to keep, returned as ``Checkpoint.extra``.
 
     Raises:
         TypeError: On arguments of the wrong type, or a value in ``settings`` that would
@@ -145,6 +151,9 @@ def save_checkpoint(
         "losses": [float(v) for v in hist.losses],
         "activations": {k: _compact(v) for k, v in hist.activations.items()},
         "settings": {str(k): plain(v, f"settings[{k!r}]") for k, v in (settings or {}).items()},
+        "history_extra": plain(hist.extras(), "history"),
+        "scheduler": None if scheduler is None else plain(scheduler.state_dict(), "scheduler"),
+        "extra": plain(dict(extra or {}), "extra"),
     }
     write_atomic(serialise(payload), target)
 
@@ -243,6 +252,11 @@ def load_checkpoint(
     )  # fmt: skip
 
 
+def scheduler_kind(scheduler: Any) -> bool:
+    """Whether ``scheduler`` changes the optimizer's rate (a Schedule of train_loop or not)."""
+    return getattr(scheduler, "kind", "torch") in ("torch", "plateau")
+
+
 def restore(
     source: Path,
     model: nn.Module,
@@ -254,6 +268,7 @@ def restore(
     rule: Rule | None = None,
     rng: bool = True,
     strict: bool = True,
+    scheduler: Any = None,
 ) -> Checkpoint:
     """Check everything in the checkpoint at ``source``, then restore it (see above).
 
@@ -268,8 +283,9 @@ def restore(
         )
     check_model_state(source, model, data["model"])
     ignored: tuple[str, ...] = ()
-    if optimizer is not None:
-        check_optimizer(source, data, optimizer, hyper=strict)
+    if optimizer is not None:  # a scheduler owns the rate: its changes are expected
+        skip = ("lr",) if scheduler is not None and scheduler_kind(scheduler) else ()
+        check_optimizer(source, data, optimizer, hyper=strict, skip=skip)
     elif data.get("optimizer_class") is not None:
         if strict:
             raise CheckpointError(
@@ -294,9 +310,14 @@ def restore(
         optimizer.load_state_dict(data["optimizer"])
     if rule is not None and saved_rule is not None:
         rule.load_state_dict(saved_rule, params)
+    if scheduler is not None and data.get("scheduler") is not None:
+        scheduler.load_state_dict(data["scheduler"])
     if generator is not None:
         generator.set_state(data["generator"])
     elif rng:
         torch.set_rng_state(data["generator"])
-    history = TrainHistory(list(data["losses"]), dict(data["activations"]))
-    return Checkpoint(data["epoch"], history, dict(data["settings"]), ignored)
+    extras = data.get("history_extra") or {}
+    history = TrainHistory(list(data["losses"]), dict(data["activations"]), **extras)
+    return Checkpoint(
+        data["epoch"], history, dict(data["settings"]), ignored, dict(data.get("extra") or {})
+    )

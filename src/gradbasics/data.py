@@ -79,6 +79,13 @@ def check_loss_fn(loss_fn: object) -> LossFn:
         return mse_loss
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable or None, got {_describe(loss_fn)}.")
+    reduction = getattr(loss_fn, "reduction", "mean") if isinstance(loss_fn, nn.Module) else "mean"
+    if reduction != "mean":  # never guess: a sum would silently change every number
+        raise ValueError(
+            f"loss_fn must return the batch mean, got {type(loss_fn).__name__} with "
+            f"reduction={reduction!r}: the epoch loss (batch means weighted by rows) would be "
+            "wrong, and a sum makes the step grow with the batch. Use reduction='mean'."
+        )
     return loss_fn
 
 

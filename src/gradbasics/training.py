@@ -1,4 +1,4 @@
-"""The training loop: check, pick an engine, run epochs, record, report, save.
+"""The training loop: check, pick an engine, run epochs, validate, record, report, save.
 
 Everything path-specific (how a step reads its loss, masks a bad update, replays a
 captured graph or shards a distributed batch) lives in one engine of
@@ -8,23 +8,22 @@ captured graph or shards a distributed batch) lives in one engine of
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from gradbasics import _trainargs as args
 from gradbasics._ckptcheck import check_writable, fingerprint, run_settings
 from gradbasics._device import sanctioned_sync, to_device
 from gradbasics._distributed import Ranks, ddp_ranks, unwrap
 from gradbasics._interrupts import DeferredInterrupt
 from gradbasics._validate import (
     _describe,
-    check_batch_size,
-    check_data,
     check_generator,
     check_int,
-    check_lr,
     check_model,
     model_device_dtype,
     trainable_params,
@@ -46,50 +45,11 @@ from gradbasics.engines.base import UpdateRule
 from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
 from gradbasics.recording import ActivationRecorder, EpochRows, check_record_memory
 from gradbasics.rules import Rule
+from gradbasics.schedules import Schedule
 from gradbasics.steps import legacy_data_step, manual_sgd_step
+from gradbasics.validation import BestWeights, EarlyStopping, Metric, check_metrics, validate_sums
 
 __all__ = ["UpdateRule", "train_loop"]
-
-
-def _check_callbacks(callbacks: object) -> list[Callback]:
-    if not isinstance(callbacks, Iterable) or callable(callbacks):
-        raise TypeError(f"callbacks must be a sequence of callables, got {_describe(callbacks)}.")
-    checked = list(callbacks)
-    for i, cb in enumerate(checked):
-        if not callable(cb):
-            raise TypeError(f"callbacks[{i}] must be callable, got {_describe(cb)}.")
-    return checked
-
-
-def _check_rule(
-    lr: object, optimizer: object, update: object
-) -> tuple[float, torch.optim.Optimizer | None]:
-    """Check that exactly one of ``lr`` and ``optimizer`` is given, and the rule fits."""
-    if (lr is None) == (optimizer is None):
-        raise ValueError(
-            "Exactly one of lr and optimizer must be given, got "
-            f"lr={lr!r} and optimizer={type(optimizer).__name__ if optimizer else None}."
-        )
-    if lr is not None:
-        rate = check_lr(lr)
-        if not callable(update):
-            raise TypeError(f"update must be callable, got {_describe(update)}.")
-        return rate, None
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {_describe(optimizer)}.")
-    if update is not manual_sgd_step:
-        raise ValueError("update applies only with lr; the optimizer makes its own updates.")
-    return 0.0, optimizer
-
-
-def _progress_bar(epochs: int) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "progress=True needs tqdm; install it with: pip install 'gradbasics[progress]'"
-        ) from exc
-    return tqdm(total=epochs, unit="epoch")
 
 
 def _losses_stay_on_device(
@@ -117,8 +77,8 @@ def _pick_engine(run: Run, ranks: Ranks | None, graph: bool, last: float | None)
 
 def train_loop(
     model: nn.Module,
-    inputs: Tensor,
-    targets: Tensor,
+    inputs: Tensor | Iterable[Any],
+    targets: Tensor | None = None,
     *,
     epochs: int,
     lr: float | None = None,
@@ -134,6 +94,12 @@ def train_loop(
     checkpoint_every: int = 1,
     resume: bool = False,
     graph: bool = False,
+    val: tuple[Tensor, Tensor] | None = None,
+    metrics: Mapping[str, Metric] | None = None,
+    early_stopping: EarlyStopping | None = None,
+    scheduler: object = None,
+    scheduler_interval: str = "epoch",
+    clip_grad_norm: float | None = None,
 ) -> TrainHistory:
     r"""Train ``model`` by mini-batch gradient descent and return its history.
 
@@ -160,10 +126,22 @@ def train_loop(
     custom update rule, each loss is read before its update (a synchronisation per step).
     With ``graph=True`` the whole step is captured once in a CUDA graph and replayed.
 
+    The model trains in train mode (dropout on, batch-norm statistics updated) and ends in
+    the mode it was in, also on errors. After each epoch, with ``val``, the validation
+    loss and ``metrics`` are computed in eval mode without gradients (see
+    :func:`evaluate`), ``early_stopping`` decides whether to go on, and a ``scheduler``
+    steps. A ``DataLoader`` can replace the tensors: ``train_loop(model, loader, ...)``.
+    Epochs are 0-based in the history and callbacks, 1-based in messages ("epoch 3 of
+    100").
+
     Args:
         model: The model; its parameters that require grad are trained.
-        inputs: Inputs, rows are samples: shape ``(N, ...)``.
-        targets: Targets with ``N`` rows.
+        inputs: Inputs, rows are samples: shape ``(N, ...)``; or a ``DataLoader`` (any
+            re-iterable of ``(inputs, targets)`` batches, moved to the model's device as
+            they come), with ``targets`` omitted. Resume is bit-identical with a loader
+            when its sampler draws from the ``generator`` passed here (its state is in
+            the checkpoint); the loader's own state (workers, prefetched batches) is not.
+        targets: Targets with ``N`` rows (omitted with a loader).
         epochs: Number of passes over the data, >= 0.
         lr: Learning rate :math:`\eta` for ``update``. Exactly one of ``lr`` and
             ``optimizer`` must be given.
@@ -173,12 +151,14 @@ def train_loop(
             ``rules.Adam()``, whose state is saved in checkpoints), or any
             ``update(params, lr)``.
         batch_size: Rows per batch, ``1 <= batch_size <= N``; None for full batches.
-        loss_fn: ``loss_fn(outputs, targets)`` returning the batch's mean loss as a 0-d
-            tensor (default :func:`mse_loss`).
+        loss_fn: ``loss_fn(outputs, targets)`` returning the batch's *mean* loss as a 0-d
+            tensor (default :func:`mse_loss`); a ``torch.nn`` loss with another
+            ``reduction`` is refused, since the epoch loss weights batch means by rows.
         generator: CPU ``torch.Generator`` for the permutations (default: the global one).
         record: Record the activations of each epoch's last forward pass into
             ``history.activations`` (see :class:`ActivationRecorder` for the names).
-        callbacks: Each is called as ``callback(epoch, history)`` after every epoch.
+        callbacks: Each is called as ``callback(epoch, history)`` after every epoch; one
+            stops the run cleanly by calling ``history.stop()``.
         progress: Show a tqdm progress bar (needs ``pip install 'gradbasics[progress]'``).
         checkpoint: A file to write a checkpoint to (see :func:`save_checkpoint`) every
             ``checkpoint_every`` epochs and after the last one, atomically.
@@ -191,6 +171,19 @@ def train_loop(
             ``graph=False``, at a fraction of the launch overhead of small steps. The
             captured Python runs only while capturing: hooks, prints or counters in the
             model's forward or in ``loss_fn`` do not run on every step.
+        val: Validation data ``(inputs, targets)``, evaluated after every epoch into
+            ``history.val_losses`` (batched by ``batch_size``, weighted by rows).
+        metrics: Named ``metric(outputs, targets) -> 0-d tensor`` (batch means), computed
+            on ``val`` after every epoch into ``history.metrics[name]``.
+        early_stopping: An :class:`EarlyStopping`: stop when its monitored value stops
+            improving, and (``restore_best``) end with the best epoch's weights.
+        scheduler: A ``torch.optim.lr_scheduler`` scheduler of ``optimizer`` (stepped per
+            epoch, ``ReduceLROnPlateau`` with the monitored value), or with ``lr`` a
+            callable ``epoch -> lr``. ``history.lrs`` records each epoch's rate.
+        scheduler_interval: ``"epoch"`` or ``"batch"`` (a torch scheduler stepped after
+            every update).
+        clip_grad_norm: Clip the gradients' total norm to this between backward and
+            update (``torch.nn.utils.clip_grad_norm_``; no host synchronisation).
 
     Returns:
         The :class:`TrainHistory` of the run.
@@ -200,8 +193,8 @@ def train_loop(
         ValueError: On invalid values (see the argument list), or when ``graph=True``
             cannot serve the run (the message says why); nothing is changed then.
         DivergenceError: When a loss is NaN or infinite.
-        TrainingInterrupted: On Ctrl-C, once the step in progress has completed; the
-            history of the completed epochs is its ``.history``.
+        TrainingInterrupted: On Ctrl-C or SIGTERM, once the step in progress has
+            completed; the history of the completed epochs is its ``.history``.
         CheckpointError: If ``resume`` finds a checkpoint that is unsafe, corrupted, or
             from another model or run (nothing is changed then).
         ImportError: If ``progress=True`` and tqdm is not installed.
@@ -220,16 +213,22 @@ def train_loop(
     # 1. Check everything before anything is changed.
     check_model(model)
     n_epochs = check_int(epochs, name="epochs", minimum=0)
-    rate, opt = _check_rule(lr, optimizer, update)
+    rate, opt = args.check_rule(lr, optimizer, update)
     params = trainable_params(model)
     device, dtype = model_device_dtype(model)
     fn = check_loss_fn(loss_fn)
-    with sanctioned_sync():
-        x, y = check_data(inputs, targets, model_dtype=dtype, float_targets=loss_fn is None)
+    x, y, size, loader = args.check_source(inputs, targets, batch_size, dtype, loss_fn is None)
     n = x.shape[0]
-    size = check_batch_size(batch_size, n) or n
+    size = size or n
+    val_data = args.check_val(val, dtype, loss_fn is None, x)
+    named = check_metrics(metrics)
+    if named and val_data is None:
+        raise ValueError("metrics are computed on the validation rows: pass val=(inputs, targets).")
+    monitor = args.check_monitor(early_stopping, val_data is not None, named)
+    schedule = Schedule(scheduler, interval=scheduler_interval, optimizer=opt, lr=rate)
+    clip = args.check_clip(clip_grad_norm)
     gen = check_generator(generator)
-    hooks = _check_callbacks(callbacks)
+    hooks = args.check_callbacks(callbacks)
     ckpt = None if checkpoint is None else check_path(checkpoint, name="checkpoint")
     if ckpt is not None:
         check_writable(ckpt, "checkpoint")
@@ -240,77 +239,160 @@ def train_loop(
         raise TypeError(f"graph must be a bool, got {_describe(graph)}.")
     ranks = ddp_ranks(model)  # None unless a process group is up and the model is DDP
     why = graph_engine.refusal(device, opt, update, ranks is not None) if graph else None
+    why = f"graph=True cannot serve this run: {why}." if why else None
+    why = why or _unsupported(loader, ranks, graph, schedule)
     if why is not None:
-        raise ValueError(f"graph=True cannot serve this run: {why}.")
-    settings = run_settings(lr=lr, optimizer=opt, update=update, rows=n, batch_size=size)
-    if ckpt is not None:  # resuming on other data of the same length is refused
+        raise ValueError(why)
+    rows_of = n if loader is None else len(getattr(loader, "dataset", ())) or None
+    settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows_of, batch_size=size)
+    if ckpt is not None and loader is None:  # resuming on other data is refused
         with sanctioned_sync():
             settings["data"] = fingerprint(x, y)
     rule = update if opt is None and isinstance(update, Rule) else None  # its state is saved
     lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
     core = unwrap(model)
+    best = BestWeights(early_stopping, core) if early_stopping is not None else None
     history, start = TrainHistory(), 0
     if resume and ckpt is not None and ckpt.exists():
-        restored = restore(ckpt, core, opt, gen, settings, max_epoch=n_epochs, rule=rule)
+        restored = restore(ckpt, core, opt, gen, settings, max_epoch=n_epochs, rule=rule,
+                           scheduler=schedule)  # fmt: skip
         start, history = restored.epoch, restored.history
+        if best is not None:
+            best.load(restored.extra.get("early_stopping"))
 
     # 2. Set up: data on the model's device once, the activation rows, one engine.
     with sanctioned_sync():  # detached: the user's tensors never collect a .grad
         x, y = to_device(x.detach(), device), to_device(y.detach(), device)
-    sizes = [size] * (n // size) + ([n % size] if n % size else [])  # rows per batch
+        if val_data is not None:
+            val_data = (
+                to_device(val_data[0].detach(), device),
+                to_device(val_data[1].detach(), device),
+            )
+    sizes = [size] * (n // size) + ([n % size] if n % size else []) if n else []
     recorder = ActivationRecorder(core) if record and lead else None
-    if recorder is not None:
+    if recorder is not None and loader is None:
         check_record_memory(recorder, x[: sizes[-1]], n_epochs)
     rows = EpochRows(n_epochs, pinned=device.type == "cuda")
     for name, saved in history.activations.items():  # resumed rows
         for e in range(start):
             rows.keep(name, saved[e], e)
     interrupts = DeferredInterrupt()
-    run = Run(model, params, fn, x, y, size, sizes, gen, opt, update, rate, recorder, interrupts)
-    last_finite = history.losses[-1] if history.losses else None
-    engine = _pick_engine(run, ranks, graph, last_finite)
-    bar = _progress_bar(n_epochs) if progress and lead else None
+    run = Run(model, params, fn, x, y, size, sizes, gen, opt, update, rate, recorder, interrupts,
+              loader, clip, schedule.after_step)  # fmt: skip
+    was_training = model.training
+    model.train()
+    try:
+        engine = _pick_engine(run, ranks, graph, history.losses[-1] if history.losses else None)
+    except BaseException:
+        model.train(was_training)
+        raise
+    bar = args.progress_bar(n_epochs) if progress and lead else None
     if bar is not None:
         bar.update(start)
 
-    # 3. Epochs: the engine runs the steps; record, save, report and call back here.
+    # 3. Epochs: the engine runs the steps; validate, record, stop, save, report here.
+    def save(epoch: int) -> None:
+        assert ckpt is not None
+        save_checkpoint(
+            ckpt, core, epoch=epoch + 1, history=history, optimizer=opt, generator=gen,
+            settings=settings, rule=rule, scheduler=schedule,
+            extra={"early_stopping": None if best is None else best.state()},
+        )  # fmt: skip
+
+    end = start if history.stopped_epoch is not None else n_epochs  # a resumed early stop
     with interrupts:
         try:
-            for epoch in range(start, n_epochs):
+            for epoch in range(start, end):
+                rate_now = schedule.begin_epoch(epoch)
+                run.lr = rate_now if opt is None else run.lr
                 try:
                     history.losses.append(engine.run_epoch(epoch))
                 except Diverged as bad:
-                    done = TrainHistory(list(history.losses), rows.upto(epoch))
-                    raise DivergenceError(epoch, done, bad.value, engine.last_finite) from None
+                    done = replace(
+                        history, losses=list(history.losses), activations=rows.upto(epoch)
+                    )
+                    raise DivergenceError(
+                        epoch, done, bad.value, engine.last_finite, n_epochs
+                    ) from None
                 except Interrupted:
-                    raise TrainingInterrupted(epoch, history) from None
+                    raise TrainingInterrupted(epoch, history, n_epochs) from None
+                history.lrs.append(rate_now)
+                if val_data is not None:
+                    _validate(core, val_data, fn, named, size, history)
                 if recorder is not None:
                     for name, act in recorder.activations.items():
                         rows.keep(name, act, epoch)
                     history.activations = rows.upto(epoch + 1)
-                if (
-                    ckpt is not None
-                    and lead
-                    and ((epoch + 1) % every == 0 or epoch + 1 == n_epochs)
-                ):
-                    save_checkpoint(
-                        ckpt,
-                        core,
-                        epoch=epoch + 1,
-                        history=history,
-                        optimizer=opt,
-                        generator=gen,
-                        settings=settings,
-                        rule=rule,
-                    )
+                value = _monitored(history, monitor)
+                stop = best is not None and best.update(epoch, value)
+                history.best_epoch = None if best is None else best.best_epoch
+                history.stopped_epoch = epoch if stop else None
+                schedule.end_epoch(value)
+                due = (epoch + 1) % every == 0 or stop or epoch + 1 == n_epochs
+                if ckpt is not None and lead and due:
+                    save(epoch)
                 if bar is not None:
+                    bar.set_postfix(_postfix(history), refresh=False)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{history.losses[-1]:.4g}", refresh=False)
                 for cb in hooks:
                     cb(epoch, history)
+                if history.stop_requested and not stop:  # a callback's stop: saved with it
+                    history.stopped_epoch, stop = epoch, True
+                    if ckpt is not None and lead:
+                        save(epoch)
+                if stop:
+                    break
             if interrupts.pending:  # a Ctrl-C after the last step is not swallowed
-                raise TrainingInterrupted(n_epochs, history)
+                raise TrainingInterrupted(n_epochs, history, n_epochs)
+            if best is not None and best.rule.restore_best:
+                best.restore()
         finally:
+            model.train(was_training)
             if bar is not None:
                 bar.close()
     return history
+
+
+def _unsupported(
+    loader: object, ranks: Ranks | None, graph: bool, schedule: Schedule
+) -> str | None:
+    """Why this combination of options cannot run, or None."""
+    if loader is not None and (ranks is not None or graph):
+        what = "distributed (DDP) runs" if ranks is not None else "graph=True"
+        return f"{what} need tensors, not a DataLoader: pass inputs and targets."
+    if graph and schedule.kind != "none":
+        return "graph=True cannot serve this run: a captured step has its learning rate fixed."
+    return None
+
+
+def _validate(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    loss_fn: LossFn,
+    metrics: dict[str, Metric],
+    size: int,
+    history: TrainHistory,
+) -> None:
+    """Append the epoch's validation loss and metrics (one host read for all)."""
+    sums = validate_sums(model, data[0], data[1], loss_fn, metrics, size or data[0].shape[0])
+    with sanctioned_sync():
+        values = (sums / data[0].shape[0]).tolist()
+    history.val_losses.append(values[0])
+    for name, value in zip(metrics, values[1:], strict=True):
+        history.metrics.setdefault(name, []).append(value)
+
+
+def _monitored(history: TrainHistory, name: str) -> float:
+    if name == "loss":
+        return history.losses[-1]
+    if name == "val_loss":
+        return history.val_losses[-1]
+    return history.metrics[name][-1]
+
+
+def _postfix(history: TrainHistory) -> dict[str, str]:
+    """The progress bar's numbers: the epoch just finished."""
+    shown = {"loss": f"{history.losses[-1]:.4g}"}
+    if history.val_losses:
+        shown["val_loss"] = f"{history.val_losses[-1]:.4g}"
+    return shown

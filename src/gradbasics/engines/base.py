@@ -8,7 +8,7 @@ epoch at a time; the engine answers with the epoch's mean loss or raises
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -54,16 +54,19 @@ class Run:
         model: The model called for the forward pass (a DDP wrapper in distributed runs).
         params: The trainable parameters.
         loss_fn: The checked loss function.
-        x: All inputs, on the model's device: ``(N, ...)``.
-        y: All targets, on the model's device: ``(N, ...)``.
+        x: All inputs, on the model's device: ``(N, ...)`` (empty with a loader).
+        y: All targets, on the model's device: ``(N, ...)`` (empty with a loader).
         size: Rows per batch (``N`` for full batches).
-        sizes: Rows in each batch of an epoch, in order.
+        sizes: Rows in each batch of an epoch, in order (empty with a loader).
         generator: The CPU generator for the permutations (None: the global one).
         optimizer: The optimizer, or None when ``update`` is used with a learning rate.
         update: The update rule used with ``lr``.
-        lr: The learning rate (0.0 with an optimizer).
+        lr: The learning rate (0.0 with an optimizer); a schedule changes it between epochs.
         recorder: Records the last forward pass of each epoch, or None.
         interrupts: The deferred Ctrl-C of this run.
+        loader: Batches ``(inputs, targets)`` to iterate each epoch instead of ``x``, ``y``.
+        clip: Clip the gradients' total norm to this before each update, or None.
+        after_step: Called after each update (a per-batch schedule), or None.
     """
 
     model: nn.Module
@@ -79,10 +82,13 @@ class Run:
     lr: float
     recorder: ActivationRecorder | None
     interrupts: DeferredInterrupt
+    loader: Iterable[tuple[Tensor, Tensor]] | None = None
+    clip: float | None = None
+    after_step: Callable[[], None] | None = None
 
     @property
     def rows(self) -> int:
-        """The number of rows ``N``."""
+        """The number of rows ``N`` (of the tensors; 0 with a loader)."""
         return int(self.x.shape[0])
 
     @property
@@ -103,21 +109,76 @@ class Run:
             (self.x.index_select(0, i), self.y.index_select(0, i)) for i in perm.split(self.size)
         ]
 
+    def epoch_batches(self) -> Iterator[tuple[Tensor, Tensor, bool]]:
+        """This epoch's batches, each with whether it is the last (from tensors or a loader)."""
+        if self.loader is None:
+            batches = self.batches()
+            last = len(batches) - 1
+            for b, (xb, yb) in enumerate(batches):
+                yield xb, yb, b == last
+            return
+        it = iter(self.loader)
+        ahead = next(it, None)
+        while ahead is not None:
+            current, ahead = ahead, next(it, None)
+            yield (*loader_batch(current, self.device), ahead is None)
+
     def mean_loss(self, values: Sequence[float], weights: Sequence[int] | None = None) -> float:
         """The epoch's mean per-sample loss from batch means weighted by their rows."""
         if len(values) == 1:
             return values[0]
         w = self.sizes if weights is None else weights
-        return sum(v * n for v, n in zip(values, w, strict=True)) / self.rows
+        return sum(v * n for v, n in zip(values, w, strict=True)) / sum(w)
+
+
+def loader_batch(batch: object, device: torch.device) -> tuple[Tensor, Tensor]:
+    """A loader's ``(inputs, targets)`` on ``device`` (without blocking, when pinned)."""
+    if (
+        not isinstance(batch, tuple | list)
+        or len(batch) != 2
+        or not all(isinstance(t, Tensor) for t in batch)
+    ):
+        raise TypeError(
+            "each batch of the loader must be a pair (inputs, targets) of tensors, got "
+            f"{type(batch).__name__} of {len(batch) if isinstance(batch, tuple | list) else '?'}."
+        )
+    xb, yb = batch
+    if xb.shape[:1] != yb.shape[:1] or xb.dim() == 0:
+        raise ValueError(
+            f"each batch must hold as many target rows as input rows, got inputs of shape "
+            f"{tuple(xb.shape)} and targets of shape {tuple(yb.shape)}."
+        )
+    return (
+        xb.to(device, non_blocking=xb.is_pinned()).detach(),
+        yb.to(device, non_blocking=yb.is_pinned()).detach(),
+    )
 
 
 def update_and_clear(run: Run) -> Finish:
-    """Return ``finish(mask)``: apply the update, then clear the gradients.
+    """Return ``finish(mask)``: clip, apply the update, clear the gradients, step a schedule.
 
     ``mask`` (a 0-d bool tensor or None) masks the built-in rules' update. The function is
-    chosen once, so a step pays for no dispatch of its own.
+    chosen once, so a step pays for no dispatch of its own; it reads ``run.lr`` at each
+    call, so a schedule may change it between epochs.
     """
-    params, lr, update = run.params, run.lr, run.update
+    base = _update_and_clear(run)
+    clip, after = run.clip, run.after_step
+    if clip is None and after is None:
+        return base
+    params = run.params
+
+    def finish(mask: Tensor | None) -> None:
+        if clip is not None:  # torch's own clipping; no host sync (the norm stays put)
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        base(mask)
+        if after is not None:
+            after()
+
+    return finish
+
+
+def _update_and_clear(run: Run) -> Finish:
+    params, update = run.params, run.update
     if run.optimizer is not None:
         opt = run.optimizer
 
@@ -130,7 +191,7 @@ def update_and_clear(run: Run) -> Finish:
         foreach = use_foreach(params)
 
         def finish_sgd(mask: Tensor | None) -> None:
-            sgd_update(params, lr, mask, foreach=foreach)  # checked once, by train_loop
+            sgd_update(params, run.lr, mask, foreach=foreach)  # checked once, by train_loop
             for p in params:
                 p.grad = None
 
@@ -138,9 +199,9 @@ def update_and_clear(run: Run) -> Finish:
 
     def finish_rule(mask: Tensor | None) -> None:
         if update is legacy_data_step:
-            legacy_update(params, lr, mask)
+            legacy_update(params, run.lr, mask)
         else:
-            update(params, lr)
+            update(params, run.lr)
         for p in params:
             p.grad = None
 

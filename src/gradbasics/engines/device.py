@@ -37,22 +37,19 @@ class DeviceEngine(Engine):
     def __init__(self, run: Run, last_finite: float | None) -> None:
         super().__init__(run, last_finite)
         self.ok = torch.ones((), dtype=torch.bool, device=run.device)  # sticky "all finite"
-        self.losses: Tensor | None = None  # (batches,) on the device, read once per epoch
 
     def run_epoch(self, epoch: int) -> float:
         """Run one epoch's steps without a host read, then read its losses once."""
-        batches = self.run.batches()
-        last = len(batches) - 1
-        for b, (xb, yb) in enumerate(batches):
-            loss = self.run.loss_fn(self.forward(xb, b == last), yb)
+        losses: list[Tensor] = []  # 0-d, on the device; stacked and read once per epoch
+        rows: list[int] = []
+        for xb, yb, last in self.run.epoch_batches():
+            loss = self.run.loss_fn(self.forward(xb, last), yb)
             self.first_step(loss)
-            if self.losses is None:
-                self.losses = torch.empty(len(batches), dtype=loss.dtype, device=self.run.device)
             detached = loss.detach()
-            self.losses[b] = detached
+            losses.append(detached)
+            rows.append(xb.shape[0])
             torch.logical_and(self.ok, torch.isfinite(detached), out=self.ok)
             loss.backward()
             self.finish(self.ok)
             self.check_interrupt()
-        assert self.losses is not None
-        return self.run.mean_loss(read_losses(self, self.losses))
+        return self.run.mean_loss(read_losses(self, torch.stack(losses)), rows)

@@ -19,18 +19,18 @@ class EagerEngine(Engine):
 
     def run_epoch(self, epoch: int) -> float:
         """Run one epoch's steps; raise :class:`Diverged` before any bad update."""
-        batches = self.run.batches()
         values: list[float] = []
-        last = len(batches) - 1
-        for b, (xb, yb) in enumerate(batches):
-            loss = self.run.loss_fn(self.forward(xb, b == last), yb)
+        rows: list[int] = []
+        for xb, yb, last in self.run.epoch_batches():
+            loss = self.run.loss_fn(self.forward(xb, last), yb)
             self.first_step(loss)
             value = loss.item()
             if not math.isfinite(value):
                 raise Diverged(value)
             self.last_finite = value
             values.append(value)
+            rows.append(xb.shape[0])
             loss.backward()
             self.finish(None)
             self.check_interrupt()
-        return self.run.mean_loss(values)
+        return self.run.mean_loss(values, rows)

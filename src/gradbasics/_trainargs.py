@@ -1,0 +1,141 @@
+"""train_loop's argument checks: every one runs before anything is changed."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gradbasics._device import sanctioned_sync
+from gradbasics._validate import _describe, check_batch_size, check_data, check_lr
+from gradbasics.history import Callback
+from gradbasics.steps import manual_sgd_step
+from gradbasics.validation import EarlyStopping
+
+__all__: list[str] = []
+
+
+def check_callbacks(callbacks: object) -> list[Callback]:
+    """``callbacks``: a sequence of callables."""
+    if not isinstance(callbacks, Iterable) or callable(callbacks):
+        raise TypeError(f"callbacks must be a sequence of callables, got {_describe(callbacks)}.")
+    checked = list(callbacks)
+    for i, cb in enumerate(checked):
+        if not callable(cb):
+            raise TypeError(f"callbacks[{i}] must be callable, got {_describe(cb)}.")
+    return checked
+
+
+def check_rule(
+    lr: object, optimizer: object, update: object
+) -> tuple[float, torch.optim.Optimizer | None]:
+    """Exactly one of ``lr`` and ``optimizer``, and an update rule that fits."""
+    if (lr is None) == (optimizer is None):
+        raise ValueError(
+            "Exactly one of lr and optimizer must be given, got "
+            f"lr={lr!r} and optimizer={type(optimizer).__name__ if optimizer else None}."
+        )
+    if lr is not None:
+        rate = check_lr(lr)
+        if not callable(update):
+            raise TypeError(f"update must be callable, got {_describe(update)}.")
+        return rate, None
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {_describe(optimizer)}.")
+    if update is not manual_sgd_step:
+        raise ValueError("update applies only with lr; the optimizer makes its own updates.")
+    return 0.0, optimizer
+
+
+def check_source(
+    inputs: object, targets: object, batch_size: object, dtype: torch.dtype | None, mse: bool
+) -> tuple[Tensor, Tensor, int | None, Iterable[Any] | None]:
+    """The training data: two tensors (``x, y, batch size, None``) or a loader.
+
+    A loader is a ``DataLoader`` or any re-iterable of ``(inputs, targets)`` batches,
+    given as ``inputs`` with ``targets`` omitted; it brings its own batch size.
+    """
+    if isinstance(inputs, Tensor) or targets is not None:
+        with sanctioned_sync():
+            x, y = check_data(inputs, targets, model_dtype=dtype, float_targets=mse)
+        return x, y, check_batch_size(batch_size, x.shape[0]), None
+    if not isinstance(inputs, Iterable):
+        raise TypeError(
+            "inputs must be a tensor (with targets) or a DataLoader of (inputs, targets) "
+            f"batches, got {_describe(inputs)}."
+        )
+    if iter(inputs) is inputs:
+        raise TypeError(
+            "inputs must be re-iterable (a DataLoader, a list of batches), got a one-shot "
+            f"iterator {_describe(inputs)} that could serve only one epoch."
+        )
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size must be None with a DataLoader (it has its own), got {batch_size!r}."
+        )
+    empty = torch.empty(0)
+    return empty, empty, None, inputs
+
+
+def check_val(
+    val: object, dtype: torch.dtype | None, mse: bool, x: Tensor
+) -> tuple[Tensor, Tensor] | None:
+    """``val``: None or ``(inputs, targets)`` shaped like the training data."""
+    if val is None:
+        return None
+    if not isinstance(val, tuple | list) or len(val) != 2:
+        raise TypeError(f"val must be a pair (inputs, targets) of tensors, got {_describe(val)}.")
+    try:
+        with sanctioned_sync():
+            vx, vy = check_data(val[0], val[1], model_dtype=dtype, float_targets=mse)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"val: {exc}") from None
+    if x.numel() and vx.shape[1:] != x.shape[1:]:
+        raise ValueError(
+            f"val inputs must have the training inputs' row shape {tuple(x.shape[1:])}, "
+            f"got rows of shape {tuple(vx.shape[1:])}."
+        )
+    return vx, vy
+
+
+def check_clip(value: object) -> float | None:
+    """``clip_grad_norm``: None or a finite number > 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"clip_grad_norm must be a number or None, got {_describe(value)}.")
+    if not math.isfinite(float(value)) or value <= 0:
+        raise ValueError(f"clip_grad_norm must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
+def check_monitor(stopper: object, has_val: bool, metrics: Iterable[str]) -> str:
+    """What early stopping (and ``ReduceLROnPlateau``) watch: a name the run records."""
+    known = ["loss", *(["val_loss", *metrics] if has_val else [])]
+    if stopper is None:
+        return "val_loss" if has_val else "loss"
+    if not isinstance(stopper, EarlyStopping):
+        raise TypeError(
+            f"early_stopping must be an EarlyStopping or None, got {_describe(stopper)}."
+        )
+    if stopper.monitor not in known:
+        raise ValueError(
+            f"early_stopping monitors {stopper.monitor!r}, which this run does not record; "
+            f"known: {known}" + ("" if has_val else " (val_loss and metrics need val=)") + "."
+        )
+    return stopper.monitor
+
+
+def progress_bar(epochs: int) -> Any:
+    """A tqdm bar over the epochs."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "progress=True needs tqdm; install it with: pip install 'gradbasics[progress]'"
+        ) from exc
+    return tqdm(total=epochs, unit="epoch")

@@ -1,0 +1,387 @@
+"""Mutation testing by hand: does the suite catch semantic changes to src/?
+
+Usage: python tools/mutate.py [--only SUBSTRING] [--jobs N]
+
+Each mutant is one small change of meaning (a sign, a comparison, a forgotten step) in a
+copy of src/; the test files that guard that code run against it, and a mutant is killed
+when they fail. Not part of CI (it takes minutes); the kill rate goes in
+docs/reliability.rst. Survivors are listed with their diff, to be judged: a real gap in
+the tests, or a change that cannot alter behaviour (an equivalent mutant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+S = "src/gradbasics/"
+CK = ["tests/test_checkpoint.py", "tests/test_checkpoint_faults.py"]
+TRAIN = ["tests/test_training.py", "tests/test_device_path.py", "tests/test_engines.py"]
+RULES = ["tests/test_rules.py"]
+
+# (file, original text, mutated text, test files that guard it)
+MUTANTS: list[tuple[str, str, str, list[str]]] = [
+    # update rules of the notes
+    (
+        S + "steps.py",
+        "torch._foreach_add_(ps, gs, alpha=-lr)",
+        "torch._foreach_add_(ps, gs, alpha=lr)",
+        ["tests/test_steps.py"],
+    ),
+    (
+        S + "steps.py",
+        "p.add_(g if ok is None else torch.where(ok, g, 0.0), alpha=-lr)",
+        "p.add_(g, alpha=-lr)",
+        ["tests/test_steps.py"],
+    ),
+    (S + "steps.py", "gs = [torch.where(ok, g, 0.0) for g in gs]", "pass", ["tests/test_steps.py"]),
+    (
+        S + "steps.py",
+        "            p.data -= lr * g",
+        "            p.data -= lr * p.grad",
+        ["tests/test_steps.py", "tests/test_device_path.py"],
+    ),
+    (
+        S + "steps.py",
+        "_FOREACH_MIN_TENSORS = 5",
+        "_FOREACH_MIN_TENSORS = 10**9",
+        ["tests/test_steps.py"],
+    ),
+    (
+        S + "steps.py",
+        "    return torch.isfinite(guard).all()",
+        "    return torch.isfinite(guard).any()",
+        ["tests/test_steps.py"],
+    ),
+    # losses and batches
+    (
+        S + "data.py",
+        "    if outputs.shape != targets.shape:",
+        "    if False:",
+        ["tests/test_data.py", "tests/test_bad_inputs.py"],
+    ),
+    (
+        S + "data.py",
+        "        return mse_loss\n",
+        "        return torch.nn.functional.l1_loss\n",
+        ["tests/test_training.py"],
+    ),
+    (
+        S + "data.py",
+        "rows = random_rows(x.shape[0], size, gen).to(x.device)",
+        "rows = torch.arange(size).to(x.device)",
+        ["tests/test_data.py"],
+    ),
+    (
+        S + "engines/base.py",
+        "        return sum(v * n for v, n in zip(values, w, strict=True)) / self.rows",
+        "        return sum(values) / len(values)",
+        TRAIN,
+    ),
+    (
+        S + "engines/base.py",
+        "        perm = self.permutation()  # (N,)",
+        "        perm = torch.arange(self.rows, device=self.device)",
+        TRAIN,
+    ),
+    # engines
+    (
+        S + "engines/base.py",
+        "        for p in self.run.params:\n            p.grad = None\n        if self.run.optimizer",
+        "        if self.run.optimizer",
+        TRAIN,
+    ),
+    (
+        S + "engines/base.py",
+        "            for p in params:\n                p.grad = None\n\n        return finish_sgd",
+        "            pass\n\n        return finish_sgd",
+        TRAIN,
+    ),
+    (
+        S + "engines/eager.py",
+        "            if not math.isfinite(value):\n                raise Diverged(value)",
+        "            if math.isnan(value):\n                raise Diverged(value)",
+        TRAIN,
+    ),
+    (
+        S + "engines/eager.py",
+        "            loss.backward()\n            self.finish(None)\n            self.check_interrupt()",
+        "            loss.backward()\n            self.check_interrupt()\n            self.finish(None)",
+        ["tests/test_checkpoint.py"],
+    ),
+    (
+        S + "engines/device.py",
+        "torch.logical_and(self.ok, torch.isfinite(detached), out=self.ok)",
+        "self.ok.copy_(torch.isfinite(detached))",
+        TRAIN,
+    ),
+    (
+        S + "engines/device.py",
+        "            self.finish(self.ok)",
+        "            self.finish(None)",
+        TRAIN,
+    ),
+    (
+        S + "engines/graph.py",
+        "                self.counter.add_(1)",
+        "                pass",
+        ["tests/test_engines.py"],
+    ),
+    (
+        S + "engines/graph.py",
+        "        self.run.model.load_state_dict(snapshot)",
+        "        pass",
+        ["tests/test_engines.py"],
+    ),
+    (
+        S + "engines/graph.py",
+        '    if REQUIRE_CUDA and device.type != "cuda":',
+        "    if False:",
+        ["tests/test_engines.py"],
+    ),
+    (
+        S + "training.py",
+        "    builtin = optimizer is None and update in (manual_sgd_step, legacy_data_step)",
+        "    builtin = update in (manual_sgd_step, legacy_data_step)",
+        ["tests/test_device_path.py", "tests/test_training.py"],
+    ),
+    # distributed
+    (
+        S + "engines/ddp.py",
+        "            scale = len(rows) * world / run.sizes[b]",
+        "            scale = 1.0",
+        ["tests/test_distributed.py"],
+    ),
+    (
+        S + "_distributed.py",
+        "    (loss * (scale if math.isfinite(value) else math.nan)).backward()",
+        "    (loss * scale).backward()",
+        ["tests/test_distributed.py"],
+    ),
+    (
+        S + "_distributed.py",
+        "    return rows[ranks.rank :: ranks.world]",
+        "    return rows[ranks.rank :: ranks.world + 1]",
+        ["tests/test_distributed.py"],
+    ),
+    # checkpoints
+    (
+        S + "_ckptio.py",
+        "        if len(raw) < head or hashlib.sha256(body).digest() != raw[len(MAGIC) : head]:",
+        "        if len(raw) < head:",
+        CK,
+    ),
+    (S + "_ckptio.py", "    if packed or total > len(blob):", "    if False:", CK),
+    (
+        S + "_ckptio.py",
+        "        os.replace(tmp, target)  # atomic on POSIX and Windows",
+        "        os.replace(tmp, target)\n        Path(tmp).touch()",
+        CK,
+    ),
+    (
+        S + "_ckptio.py",
+        "    if m.group(1) != _host():\n        return False",
+        "    if m.group(1) != _host():\n        return True",
+        CK,
+    ),
+    (
+        S + "_ckptio.py",
+        "    if pid == os.getpid():\n        return False",
+        "    if pid == os.getpid():\n        return True",
+        CK,
+    ),
+    (S + "_ckptio.py", "    target = Path(os.path.realpath(path))", "    target = Path(path)", CK),
+    (
+        S + "_ckptcheck.py",
+        "        if k in saved and (saved[k].shape != own[k].shape or saved[k].dtype != own[k].dtype)",
+        "        if k in saved and saved[k].shape != own[k].shape",
+        CK,
+    ),
+    (
+        S + "_ckptcheck.py",
+        "    if isinstance(value, numbers.Real):\n        return float(value)",
+        "    if isinstance(value, numbers.Real):\n        return value",
+        CK,
+    ),
+    (S + "_ckptcheck.py", "    if not hyper:\n        return", "    if True:\n        return", CK),
+    (
+        S + "_ckptcheck.py",
+        '    if "data" not in saved:  # written before data fingerprints existed\n        keys.discard("data")',
+        '    keys.discard("data")',
+        CK,
+    ),
+    (
+        S + "_ckptcheck.py",
+        "    if not isinstance(gen, Tensor) or gen.dtype != torch.uint8 or gen.numel() != _GENERATOR_BYTES:",
+        "    if not isinstance(gen, Tensor):",
+        CK,
+    ),
+    (
+        S + "checkpoint.py",
+        '    if max_epoch is not None and data["epoch"] > max_epoch:',
+        '    if max_epoch is not None and data["epoch"] >= max_epoch:',
+        CK,
+    ),
+    (
+        S + "checkpoint.py",
+        '    elif rng:\n        torch.set_rng_state(data["generator"])',
+        '    else:\n        torch.set_rng_state(data["generator"])',
+        CK,
+    ),
+    (
+        S + "checkpoint.py",
+        '    return t.detach().to("cpu", copy=True).contiguous()',
+        "    return t.detach().cpu()",
+        CK,
+    ),
+    (S + "checkpoint.py", '        ignored = ("optimizer",)', "        ignored = ()", CK),
+    (
+        S + "training.py",
+        "        x, y = to_device(x.detach(), device), to_device(y.detach(), device)",
+        "        x, y = to_device(x, device), to_device(y, device)",
+        CK,
+    ),
+    (
+        S + "training.py",
+        '    if ckpt is not None:\n        check_writable(ckpt, "checkpoint")',
+        '    if False:\n        check_writable(ckpt, "checkpoint")',
+        CK,
+    ),
+    (
+        S + "training.py",
+        "and ((epoch + 1) % every == 0 or epoch + 1 == n_epochs)",
+        "and (epoch + 1) % every == 0",
+        ["tests/test_checkpoint.py"],
+    ),
+    (
+        S + "_interrupts.py",
+        "        if self.pending:  # the second one: stop waiting for the step",
+        "        if False:",
+        ["tests/test_checkpoint.py"],
+    ),
+    (
+        S + "_interrupts.py",
+        "_SIGNALS = (signal.SIGINT, signal.SIGTERM)",
+        "_SIGNALS = (signal.SIGINT,)",
+        ["tests/test_checkpoint.py"],
+    ),
+    # recording and plotting
+    (
+        S + "recording.py",
+        '            fill = float("nan") if act.is_floating_point() else 0',
+        "            fill = 0",
+        CK,
+    ),
+    (S + "recording.py", "    if need > limit:", "    if False:", CK),
+    (
+        S + "plotting.py",
+        ".double().mean(1).tolist()",
+        ".double().sum(1).tolist()",
+        ["tests/test_plotting.py"],
+    ),
+    # rules
+    (
+        S + "rules/adam.py",
+        "        m.lerp_(grad, 1 - beta1)",
+        "        m.lerp_(grad, beta1)",
+        RULES,
+    ),
+    (
+        S + "rules/adam.py",
+        "        step_size = lr / (1 - beta1**s)",
+        "        step_size = lr",
+        RULES,
+    ),
+    (
+        S + "rules/adam.py",
+        "            torch.maximum(peak, v, out=peak)",
+        "            pass",
+        RULES,
+    ),
+    (
+        S + "rules/sgd.py",
+        "            grad = grad.add(buf, alpha=momentum) if nesterov else buf",
+        "            grad = buf",
+        RULES,
+    ),
+    (
+        S + "rules/sgd.py",
+        "                buf = state.momentum_buffer[i] = grad.detach().clone()",
+        "                buf = state.momentum_buffer[i] = torch.zeros_like(grad)",
+        RULES,
+    ),
+    (
+        S + "rules/adagrad.py",
+        "    minus_clr = [-lr / (1 + (s - 1) * lr_decay) for s in t]",
+        "    minus_clr = [-lr / (1 + s * lr_decay) for s in t]",
+        RULES,
+    ),
+    (
+        S + "rules/rmsprop.py",
+        "            avg = v.addcmul(mean, mean, value=-1).sqrt_()",
+        "            avg = v.sqrt()",
+        RULES,
+    ),
+    (
+        S + "rules/_common.py",
+        "        if g is not None:\n            idx.append(i)",
+        "        if True:\n            idx.append(i)",
+        RULES,
+    ),
+]
+
+
+def _run(k: int, mutant: tuple[str, str, str, list[str]], work: Path) -> tuple[bool, float]:
+    path, old, new, tests = mutant
+    copy = work / f"m{k}"
+    shutil.copytree(ROOT / "src", copy / "src")
+    target = copy / path
+    text = target.read_text()
+    assert text.count(old) >= 1, f"mutant {k} does not apply: {old!r} not in {path}"
+    target.write_text(text.replace(old, new, 1))
+    env = {**os.environ, "PYTHONPATH": f"{copy / 'src'}:{ROOT / 'tests'}", "MPLBACKEND": "Agg"}
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *tests],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        killed = result.returncode != 0
+    except subprocess.TimeoutExpired:
+        killed = True  # a hang (e.g. ranks waiting for each other) is caught too
+    return killed, time.perf_counter() - start
+
+
+def main() -> int:
+    """Run the mutants and print the kill rate; exit 1 below 90%."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default="")
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+    chosen = [(k, m) for k, m in enumerate(MUTANTS) if args.only in m[0] + m[1]]
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda km: _run(km[0], km[1], Path(tmp)), chosen))
+    survivors = []
+    for (k, (path, old, new, _)), (killed, seconds) in zip(chosen, results, strict=True):
+        print(
+            f"{'killed ' if killed else 'SURVIVED'} {k:2d} {seconds:5.1f}s {path}: {old.strip()[:60]!r}"
+        )
+        if not killed:
+            survivors.append((path, old, new))
+    rate = 1 - len(survivors) / len(chosen)
+    print(f"\n{len(chosen) - len(survivors)} of {len(chosen)} mutants killed ({rate:.0%})")
+    for path, old, new in survivors:
+        print(f"survivor in {path}:\n  - {old!r}\n  + {new!r}")
+    return 0 if rate >= 0.9 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
