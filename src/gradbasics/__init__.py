@@ -14,8 +14,8 @@ from gradbasics.history import Callback, DivergenceError, TrainHistory, Training
 from gradbasics.models import ChainModel, FrozenFirstModel
 from gradbasics.plotting import plot_activations, plot_losses
 from gradbasics.recording import ActivationRecorder
-from gradbasics.steps import legacy_data_step, manual_sgd_step
 from gradbasics.schedules import LRSchedule
+from gradbasics.steps import legacy_data_step, manual_sgd_step
 from gradbasics.training import UpdateRule, train_loop
 from gradbasics.validation import EarlyStopping, Metric, evaluate
 

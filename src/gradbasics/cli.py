@@ -44,7 +44,8 @@ def _lr_regimes(device: torch.device) -> None:
         except DivergenceError as err:
             seen = " -> ".join(f"{v:.4g}" for v in err.history.losses)
             print(
-                f"   lr={lr:g}: diverged in epoch {err.epoch + 1} of 100 (loss {seen} -> {err.loss}); "
+                f"   lr={lr:g}: diverged in epoch {err.epoch + 1} of 100 "
+                f"(loss {seen} -> {err.loss}); "
                 "DivergenceError raised, parameters kept their last finite values"
             )
             continue
