@@ -16,9 +16,8 @@ for lr in (1e-2, 1e-3, 1e-4):
     try:
         history = train_loop(model, x, t, epochs=100, lr=lr)
     except DivergenceError as err:
-        print(
-            f"lr={lr:g}: DivergenceError in epoch {err.epoch + 1} of 100, losses {err.history.losses}"
-        )
+        seen = err.history.losses
+        print(f"lr={lr:g}: DivergenceError in epoch {err.epoch + 1} of 100, losses {seen}")
         continue
     pre = (model.w2 * model.w1 * x).item()
     state = "dead ReLU" if pre <= 0 else "converged"
