@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from gradbasics._device import sanctioned_sync
 from gradbasics._validate import _describe, check_batch_size, check_data, check_lr
@@ -59,6 +60,11 @@ def check_source(
     A loader is a ``DataLoader`` or any re-iterable of ``(inputs, targets)`` batches,
     given as ``inputs`` with ``targets`` omitted; it brings its own batch size.
     """
+    if isinstance(inputs, DataLoader) and targets is not None:
+        raise ValueError(
+            "targets must be omitted with a DataLoader (its batches hold them), got "
+            f"{_describe(targets)}."
+        )
     if isinstance(inputs, Tensor) or targets is not None:
         with sanctioned_sync():
             x, y = check_data(inputs, targets, model_dtype=dtype, float_targets=mse)
@@ -68,7 +74,7 @@ def check_source(
             "inputs must be a tensor (with targets) or a DataLoader of (inputs, targets) "
             f"batches, got {_describe(inputs)}."
         )
-    if iter(inputs) is inputs:
+    if isinstance(inputs, Iterator):  # iter() of a DataLoader would draw from its generator
         raise TypeError(
             "inputs must be re-iterable (a DataLoader, a list of batches), got a one-shot "
             f"iterator {_describe(inputs)} that could serve only one epoch."

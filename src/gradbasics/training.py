@@ -251,6 +251,11 @@ def train_loop(
     rule = update if opt is None and isinstance(update, Rule) else None  # its state is saved
     lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
     core = unwrap(model)
+    if val_data is not None:  # the loss and metrics on a few rows, before any change
+        k = min(size or val_data[0].shape[0], 8)
+        with sanctioned_sync():
+            probe = to_device(val_data[0][:k], device), to_device(val_data[1][:k], device)
+        validate_sums(core, *probe, fn, named, k)
     best = BestWeights(early_stopping, core) if early_stopping is not None else None
     history, start = TrainHistory(), 0
     if resume and ckpt is not None and ckpt.exists():
