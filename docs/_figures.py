@@ -56,8 +56,31 @@ def adaptive_rules() -> object:
     return fig
 
 
+def guide_losses() -> object:
+    """The guide's run: a small MLP with validation and early stopping."""
+    from torch import nn
+
+    from gradbasics import EarlyStopping
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 4, generator=g)
+    y = torch.sin(x[:, :1] * 2) + x[:, 1:2] * x[:, 2:3] + 0.1 * torch.randn(600, 1, generator=g)
+    order = torch.randperm(600, generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    history = train_loop(
+        model, x[order[:480]], y[order[:480]], epochs=200, optimizer=optimizer,
+        batch_size=32, generator=torch.Generator().manual_seed(1),
+        val=(x[order[480:]], y[order[480:]]), early_stopping=EarlyStopping(patience=10),
+        scheduler=torch.optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.5),
+        clip_grad_norm=5.0,
+    )  # fmt: skip
+    return plot_losses(history, log_scale=True, title="Your model")
+
+
 def build_all(folder: Path) -> None:
     """Write every figure as a PNG into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    for make in (task2_activations, chain_losses, adaptive_rules):
+    for make in (task2_activations, chain_losses, adaptive_rules, guide_losses):
         make().savefig(folder / f"{make.__name__}.png", dpi=100)  # type: ignore[attr-defined]

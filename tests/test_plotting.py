@@ -89,3 +89,12 @@ def test_plot_activations_averages_units_of_wide_layers() -> None:
         want = [rows[k][e].double().mean().item() for k in ("a", "b")]
         assert ys == pytest.approx(want)
     assert _xy(ax.lines[0])[1] == pytest.approx([3.0, 0.0])
+
+
+def test_plot_losses_draws_the_validation_loss_and_the_best_epoch() -> None:
+    history = TrainHistory(losses=[3.0, 2.0, 1.0], val_losses=[3.5, 2.5, 2.8], best_epoch=1)
+    (ax,) = plot_losses(history).axes
+    train, val = ax.lines[0], ax.lines[1]
+    assert _xy(train) == ([1, 2, 3], [3.0, 2.0, 1.0])
+    assert _xy(val) == ([1, 2, 3], [3.5, 2.5, 2.8])
+    assert _xy(ax.lines[2])[0] == [2, 2]  # a vertical line at the best epoch, 1-based

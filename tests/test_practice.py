@@ -113,6 +113,32 @@ def test_metrics_and_the_validation_mean_do_not_depend_on_the_batch_size() -> No
     assert len(h.metrics["mae"]) == 2 and len(h.val_losses) == 2
 
 
+def test_training_metrics_are_row_weighted_means_over_the_epochs_batches() -> None:
+    x, t = _data()
+
+    def mae(out: Tensor, target: Tensor) -> Tensor:
+        return (out - target).abs().mean()
+
+    ours = _mlp()
+    h = train_loop(
+        ours, x, t, epochs=3, lr=0.05, batch_size=16, metrics={"mae": mae},
+        train_metrics=True, generator=torch.Generator().manual_seed(2),
+    )  # fmt: skip
+    hand = _mlp()
+    step = _sgd_by_hand(hand, lambda e: 0.05)
+    g, want = torch.Generator().manual_seed(2), []
+    for epoch in range(3):
+        total = 0.0
+        for rows in torch.randperm(40, generator=g).split(16):  # 16, 16 and 8 rows
+            out = hand(x[rows])
+            total += mae(out, t[rows]).double().item() * len(rows)
+            mse_loss(out, t[rows]).backward()
+            step(epoch)
+        want.append(total / 40)
+    assert h.metrics["train_mae"] == pytest.approx(want, rel=1e-12)
+    assert "mae" not in h.metrics  # no validation data, no validation metric
+
+
 def test_the_mode_is_restored_when_training_fails() -> None:
     model = _mlp()
     model.eval()

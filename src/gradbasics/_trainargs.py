@@ -119,9 +119,11 @@ def check_clip(value: object) -> float | None:
     return float(value)
 
 
-def check_monitor(stopper: object, has_val: bool, metrics: Iterable[str]) -> str:
+def check_monitor(stopper: object, has_val: bool, metrics: Iterable[str], train: bool) -> str:
     """What early stopping (and ``ReduceLROnPlateau``) watch: a name the run records."""
-    known = ["loss", *(["val_loss", *metrics] if has_val else [])]
+    names = list(metrics)
+    known = ["loss", *(["val_loss", *names] if has_val else [])]
+    known += [f"train_{m}" for m in names] if train else []
     if stopper is None:
         return "val_loss" if has_val else "loss"
     if not isinstance(stopper, EarlyStopping):

@@ -99,7 +99,9 @@ def plot_activations(
 def plot_losses(
     history: TrainHistory, *, log_scale: bool = False, title: str | None = None
 ) -> Figure:
-    """Draw the per-epoch loss of a run.
+    """Draw the per-epoch loss of a run, and its validation loss when it has one.
+
+    With early stopping, the best epoch is marked.
 
     Args:
         history: A history from :func:`~gradbasics.train_loop`.
@@ -107,7 +109,8 @@ def plot_losses(
         title: The chart's title.
 
     Returns:
-        A matplotlib ``Figure`` with one line, epoch (1-based) against loss.
+        A matplotlib ``Figure``: epoch (1-based) against the training loss, and against
+        the validation loss when ``history.val_losses`` is not empty.
 
     Raises:
         TypeError: If ``history`` is not a :class:`~gradbasics.TrainHistory`.
@@ -115,7 +118,13 @@ def plot_losses(
     """
     hist = _check_history(history)
     fig, ax, _ = _new_figure("plot_losses")
-    ax.plot(range(1, len(hist.losses) + 1), hist.losses, marker=".")
+    ax.plot(range(1, len(hist.losses) + 1), hist.losses, marker=".", label="training")
+    if hist.val_losses:
+        epochs = range(1, len(hist.val_losses) + 1)
+        ax.plot(epochs, hist.val_losses, marker=".", label="validation")
+        if hist.best_epoch is not None:
+            ax.axvline(hist.best_epoch + 1, color="grey", linestyle=":", label="best epoch")
+        ax.legend()
     if log_scale:
         ax.set_yscale("log")
     ax.set_xlabel("Epoch")

@@ -100,6 +100,7 @@ def train_loop(
     scheduler: object = None,
     scheduler_interval: str = "epoch",
     clip_grad_norm: float | None = None,
+    train_metrics: bool = False,
 ) -> TrainHistory:
     r"""Train ``model`` by mini-batch gradient descent and return its history.
 
@@ -184,6 +185,9 @@ def train_loop(
             every update).
         clip_grad_norm: Clip the gradients' total norm to this between backward and
             update (``torch.nn.utils.clip_grad_norm_``; no host synchronisation).
+        train_metrics: Also compute ``metrics`` on every training batch (its outputs
+            before the update, weighted by rows) into ``history.metrics["train_" + name]``;
+            read once per epoch.
 
     Returns:
         The :class:`TrainHistory` of the run.
@@ -222,9 +226,11 @@ def train_loop(
     size = size or n
     val_data = args.check_val(val, dtype, loss_fn is None, x)
     named = check_metrics(metrics)
-    if named and val_data is None:
+    if named and val_data is None and not train_metrics:
         raise ValueError("metrics are computed on the validation rows: pass val=(inputs, targets).")
-    monitor = args.check_monitor(early_stopping, val_data is not None, named)
+    if not isinstance(train_metrics, bool) or (train_metrics and not named):
+        raise ValueError(f"train_metrics=True needs metrics=, got train_metrics={train_metrics!r}.")
+    monitor = args.check_monitor(early_stopping, val_data is not None, named, train_metrics)
     schedule = Schedule(scheduler, interval=scheduler_interval, optimizer=opt, lr=rate)
     clip = args.check_clip(clip_grad_norm)
     gen = check_generator(generator)
@@ -241,6 +247,11 @@ def train_loop(
     why = graph_engine.refusal(device, opt, update, ranks is not None) if graph else None
     why = f"graph=True cannot serve this run: {why}." if why else None
     why = why or _unsupported(loader, ranks, graph, schedule)
+    if train_metrics and (ranks is not None or graph):
+        why = (
+            why
+            or "train_metrics=True needs the one-process, uncaptured step (not DDP, not graph)."
+        )
     if why is not None:
         raise ValueError(why)
     rows_of = n if loader is None else len(getattr(loader, "dataset", ())) or None
@@ -283,7 +294,7 @@ def train_loop(
             rows.keep(name, saved[e], e)
     interrupts = DeferredInterrupt()
     run = Run(model, params, fn, x, y, size, sizes, gen, opt, update, rate, recorder, interrupts,
-              loader, clip, schedule.after_step)  # fmt: skip
+              loader, clip, schedule.after_step, named if train_metrics else None)  # fmt: skip
     was_training = model.training
     model.train()
     try:
@@ -322,6 +333,8 @@ def train_loop(
                 except Interrupted:
                     raise TrainingInterrupted(epoch, history, n_epochs) from None
                 history.lrs.append(rate_now)
+                for name, value in engine.training_metrics().items():
+                    history.metrics.setdefault(f"train_{name}", []).append(value)
                 if val_data is not None:
                     _validate(core, val_data, fn, named, size, history)
                 if recorder is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gradbasics._device import to_device
+from gradbasics._device import sanctioned_sync, to_device
 from gradbasics._interrupts import DeferredInterrupt
 from gradbasics.data import LossFn, check_loss_value
 from gradbasics.recording import ActivationRecorder
@@ -67,6 +67,7 @@ class Run:
         loader: Batches ``(inputs, targets)`` to iterate each epoch instead of ``x``, ``y``.
         clip: Clip the gradients' total norm to this before each update, or None.
         after_step: Called after each update (a per-batch schedule), or None.
+        metrics: Metrics to compute on every training batch's outputs, or None.
     """
 
     model: nn.Module
@@ -85,6 +86,7 @@ class Run:
     loader: Iterable[tuple[Tensor, Tensor]] | None = None
     clip: float | None = None
     after_step: Callable[[], None] | None = None
+    metrics: dict[str, Callable[[Tensor, Tensor], Tensor]] | None = None
 
     @property
     def rows(self) -> int:
@@ -221,6 +223,29 @@ class Engine:
         self.last_finite = last_finite
         self.finish = update_and_clear(run)
         self._first = True
+        self._sums: Tensor | None = None  # row-weighted training metric sums, on the device
+        self._rows = 0
+
+    def track(self, out: Tensor, target: Tensor) -> None:
+        """Add a training batch's metrics (on its outputs before the update), if asked."""
+        metrics = self.run.metrics
+        if not metrics:
+            return
+        with torch.no_grad():
+            detached = out.detach()
+            row = torch.stack([m(detached, target).to(torch.float64) for m in metrics.values()])
+            row = row * target.shape[0]
+        self._sums = row if self._sums is None else self._sums + row
+        self._rows += target.shape[0]
+
+    def training_metrics(self) -> dict[str, float]:
+        """The epoch's training metrics (row-weighted means), read once; then reset."""
+        if self._sums is None or not self.run.metrics:
+            return {}
+        with sanctioned_sync():
+            values = (self._sums / self._rows).tolist()
+        self._sums, self._rows = None, 0
+        return dict(zip(self.run.metrics, values, strict=True))
 
     def run_epoch(self, epoch: int) -> float:
         """Run every step of one epoch and return its mean per-sample loss."""

@@ -43,8 +43,10 @@ class DeviceEngine(Engine):
         losses: list[Tensor] = []  # 0-d, on the device; stacked and read once per epoch
         rows: list[int] = []
         for xb, yb, last in self.run.epoch_batches():
-            loss = self.run.loss_fn(self.forward(xb, last), yb)
+            out = self.forward(xb, last)
+            loss = self.run.loss_fn(out, yb)
             self.first_step(loss)
+            self.track(out, yb)
             detached = loss.detach()
             losses.append(detached)
             rows.append(xb.shape[0])

@@ -22,8 +22,10 @@ class EagerEngine(Engine):
         values: list[float] = []
         rows: list[int] = []
         for xb, yb, last in self.run.epoch_batches():
-            loss = self.run.loss_fn(self.forward(xb, last), yb)
+            out = self.forward(xb, last)
+            loss = self.run.loss_fn(out, yb)
             self.first_step(loss)
+            self.track(out, yb)
             value = loss.item()
             if not math.isfinite(value):
                 raise Diverged(value)
