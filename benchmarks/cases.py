@@ -190,6 +190,24 @@ def epoch_cases(s: Sizes) -> list[Case]:
     def ours_record() -> None:
         train_loop(rec_m, x, t, epochs=1, lr=1e-3, batch_size=s.batch, generator=g_rec, record=True)
 
+    vx, vt = x[: s.epoch_rows // 5], t[: s.epoch_rows // 5]  # validation rows, a fifth
+    val_m, hand_m = (torch.nn.Linear(s.epoch_features, 1) for _ in range(2))
+    g_val, g_hand = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+
+    def ours_val() -> None:
+        train_loop(
+            val_m, x, t, epochs=1, lr=1e-3, batch_size=s.batch, generator=g_val, val=(vx, vt)
+        )
+
+    def plain_then_forward() -> None:
+        # The bound: the same epoch, then one forward pass over the validation rows.
+        train_loop(hand_m, x, t, epochs=1, lr=1e-3, batch_size=s.batch, generator=g_hand)
+        hand_m.eval()
+        with torch.no_grad():
+            for xb, tb in zip(vx.split(s.batch), vt.split(s.batch), strict=True):
+                torch.nn.functional.mse_loss(hand_m(xb), tb)
+        hand_m.train()
+
     def dataloader_loop() -> None:
         for xb, yb in loader:
             loss = torch.nn.functional.mse_loss(base_m(xb), yb)
@@ -221,6 +239,15 @@ def epoch_cases(s: Sizes) -> list[Case]:
             r,
         ),
         ("epoch: record=True vs record=False", ours_record, ours, 1.03, 1, "epoch", r),
+        (
+            "epoch: val= vs epoch + a val forward pass",
+            ours_val,
+            plain_then_forward,
+            1.05,
+            1,
+            "epoch",
+            r,
+        ),
     ]
 
 

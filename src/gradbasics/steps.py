@@ -23,6 +23,7 @@ __all__ = ["legacy_data_step", "manual_sgd_step"]
 # torch._foreach_add_ costs about 2 us more than three add_ calls on the CPU but wins from
 # a handful of tensors on; on CUDA it is what torch.optim.SGD itself runs.
 _FOREACH_MIN_TENSORS = 5
+_set_grad_enabled = torch._C._set_grad_enabled
 
 
 def _with_grads(params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
@@ -58,7 +59,9 @@ def sgd_update(
     ``foreach`` picks the multi-tensor kernel (see :func:`use_foreach`); it is decided by
     the caller, once, because reading tensor attributes on every step costs microseconds.
     """
-    with torch.no_grad():
+    prev = torch.is_grad_enabled()
+    _set_grad_enabled(False)  # what torch.no_grad() does, without its ~1.5 us of Python
+    try:
         if foreach:
             ps, gs = _with_grads(params)
             if ok is not None:
@@ -73,6 +76,8 @@ def sgd_update(
             g = p.grad
             if g is not None:
                 p.add_(g if ok is None else torch.where(ok, g, 0.0), alpha=-lr)
+    finally:
+        _set_grad_enabled(prev)
 
 
 def legacy_update(params: list[Tensor], lr: float, ok: Tensor | None = None) -> None:

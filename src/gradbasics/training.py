@@ -249,8 +249,7 @@ def train_loop(
     why = why or _unsupported(loader, ranks, graph, schedule)
     if train_metrics and (ranks is not None or graph):
         why = (
-            why
-            or "train_metrics=True needs the one-process, uncaptured step (not DDP, not graph)."
+            why or "train_metrics=True needs the one-process, uncaptured step (not DDP, not graph)."
         )
     if why is not None:
         raise ValueError(why)
@@ -319,8 +318,9 @@ def train_loop(
     with interrupts:
         try:
             for epoch in range(start, end):
-                rate_now = schedule.begin_epoch(epoch)
-                run.lr = rate_now if opt is None else run.lr
+                if schedule.kind == "callable":
+                    run.lr = schedule.begin_epoch(epoch)
+                rate_now = run.lr if opt is None else opt.param_groups[0]["lr"]
                 try:
                     history.losses.append(engine.run_epoch(epoch))
                 except Diverged as bad:
@@ -333,19 +333,22 @@ def train_loop(
                 except Interrupted:
                     raise TrainingInterrupted(epoch, history, n_epochs) from None
                 history.lrs.append(rate_now)
-                for name, value in engine.training_metrics().items():
-                    history.metrics.setdefault(f"train_{name}", []).append(value)
+                if train_metrics:
+                    for name, value in engine.training_metrics().items():
+                        history.metrics.setdefault(f"train_{name}", []).append(value)
                 if val_data is not None:
                     _validate(core, val_data, fn, named, size, history)
                 if recorder is not None:
                     for name, act in recorder.activations.items():
                         rows.keep(name, act, epoch)
                     history.activations = rows.upto(epoch + 1)
-                value = _monitored(history, monitor)
-                stop = best is not None and best.update(epoch, value)
-                history.best_epoch = None if best is None else best.best_epoch
-                history.stopped_epoch = epoch if stop else None
-                schedule.end_epoch(value)
+                stop = False
+                if best is not None or schedule.kind != "none":  # watch the monitored value
+                    value = _monitored(history, monitor)
+                    stop = best is not None and best.update(epoch, value)
+                    history.best_epoch = None if best is None else best.best_epoch
+                    history.stopped_epoch = epoch if stop else None
+                    schedule.end_epoch(value)
                 due = (epoch + 1) % every == 0 or stop or epoch + 1 == n_epochs
                 if ckpt is not None and lead and due:
                     save(epoch)

@@ -111,15 +111,18 @@ class Run:
             (self.x.index_select(0, i), self.y.index_select(0, i)) for i in perm.split(self.size)
         ]
 
-    def epoch_batches(self) -> Iterator[tuple[Tensor, Tensor, bool]]:
+    def epoch_batches(self) -> Iterable[tuple[Tensor, Tensor, bool]]:
         """This epoch's batches, each with whether it is the last (from tensors or a loader)."""
         if self.loader is None:
+            if self.size == self.rows:  # the common case, without a generator's cost
+                return ((self.x, self.y, True),)
             batches = self.batches()
             last = len(batches) - 1
-            for b, (xb, yb) in enumerate(batches):
-                yield xb, yb, b == last
-            return
-        it = iter(self.loader)
+            return [(xb, yb, b == last) for b, (xb, yb) in enumerate(batches)]
+        return self._from_loader(self.loader)
+
+    def _from_loader(self, loader: Iterable[object]) -> Iterator[tuple[Tensor, Tensor, bool]]:
+        it = iter(loader)
         ahead = next(it, None)
         while ahead is not None:
             current, ahead = ahead, next(it, None)

@@ -40,18 +40,22 @@ class DeviceEngine(Engine):
 
     def run_epoch(self, epoch: int) -> float:
         """Run one epoch's steps without a host read, then read its losses once."""
+        run = self.run
         losses: list[Tensor] = []  # 0-d, on the device; stacked and read once per epoch
-        rows: list[int] = []
-        for xb, yb, last in self.run.epoch_batches():
+        rows: list[int] | None = None if run.loader is None else []  # else run.sizes
+        tracking = run.metrics is not None
+        for xb, yb, last in run.epoch_batches():
             out = self.forward(xb, last)
-            loss = self.run.loss_fn(out, yb)
+            loss = run.loss_fn(out, yb)
             self.first_step(loss)
-            self.track(out, yb)
+            if tracking:
+                self.track(out, yb)
             detached = loss.detach()
             losses.append(detached)
-            rows.append(xb.shape[0])
+            if rows is not None:
+                rows.append(xb.shape[0])
             torch.logical_and(self.ok, torch.isfinite(detached), out=self.ok)
             loss.backward()
             self.finish(self.ok)
             self.check_interrupt()
-        return self.run.mean_loss(read_losses(self, torch.stack(losses)), rows)
+        return run.mean_loss(read_losses(self, torch.stack(losses)), rows)

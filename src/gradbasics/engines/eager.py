@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from gradbasics.engines.base import Diverged, Engine
+from gradbasics.engines.base import Diverged, Engine, Interrupted
 
 __all__ = ["EagerEngine"]
 
@@ -19,20 +19,28 @@ class EagerEngine(Engine):
 
     def run_epoch(self, epoch: int) -> float:
         """Run one epoch's steps; raise :class:`Diverged` before any bad update."""
+        run = self.run
+        model, loss_fn, finish, interrupts = run.model, run.loss_fn, self.finish, run.interrupts
+        recording = run.recorder is not None
+        tracking = run.metrics is not None
         values: list[float] = []
-        rows: list[int] = []
-        for xb, yb, last in self.run.epoch_batches():
-            out = self.forward(xb, last)
-            loss = self.run.loss_fn(out, yb)
-            self.first_step(loss)
-            self.track(out, yb)
+        rows: list[int] | None = None if run.loader is None else []  # else run.sizes
+        for xb, yb, last in run.epoch_batches():
+            out = self.forward(xb, last) if recording else model(xb)
+            loss = loss_fn(out, yb)
+            if self._first:
+                self.first_step(loss)
+            if tracking:
+                self.track(out, yb)
             value = loss.item()
             if not math.isfinite(value):
                 raise Diverged(value)
             self.last_finite = value
             values.append(value)
-            rows.append(xb.shape[0])
+            if rows is not None:
+                rows.append(xb.shape[0])
             loss.backward()
-            self.finish(None)
-            self.check_interrupt()
-        return self.run.mean_loss(values, rows)
+            finish(None)
+            if interrupts.pending:  # only ever between two complete steps
+                raise Interrupted
+        return run.mean_loss(values, rows)
