@@ -423,3 +423,32 @@ def test_bad_schedulers_loaders_and_patience_are_refused() -> None:
         train_loop(model, _loader(0), epochs=1, lr=0.1, batch_size=4)
     with pytest.raises(TypeError, match="one-shot iterator"):
         train_loop(model, _one_shot(), epochs=1, lr=0.1)
+
+
+def test_the_practice_options_give_the_cpus_numbers_on_every_device(device: torch.device) -> None:
+    # Validation, metrics, early stopping, a schedule and clipping together; on CUDA the
+    # losses stay on the device (masked updates), the validation is read once per epoch.
+    def run(dev: torch.device) -> tuple[TrainHistory, dict[str, Tensor]]:
+        x, t = (v.to(dev) for v in _data())
+        vx, vy = (v.to(dev) for v in _data(13, seed=1))
+        model = _mlp().to(dev)
+
+        def halving(epoch: int) -> float:
+            return 0.1 * 0.7**epoch
+
+        h = train_loop(
+            model, x, t, epochs=12, lr=0.1, scheduler=halving, batch_size=8,
+            generator=torch.Generator().manual_seed(3), val=(vx, vy),
+            metrics={"mae": lambda o, y: (o - y).abs().mean()}, clip_grad_norm=1.0,
+            early_stopping=EarlyStopping(patience=2, min_delta=1e-3),
+        )  # fmt: skip
+        return h, {k: v.cpu() for k, v in params_of(model).items()}
+
+    got, got_params = run(device)
+    want, want_params = run(torch.device("cpu"))
+    assert got.losses == pytest.approx(want.losses, rel=1e-5)
+    assert got.val_losses == pytest.approx(want.val_losses, rel=1e-5)
+    assert got.metrics["mae"] == pytest.approx(want.metrics["mae"], rel=1e-5)
+    assert (got.best_epoch, got.stopped_epoch) == (want.best_epoch, want.stopped_epoch)
+    for k, v in want_params.items():
+        torch.testing.assert_close(got_params[k], v, rtol=1e-5, atol=1e-6)

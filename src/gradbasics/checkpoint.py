@@ -64,8 +64,15 @@ def check_path(path: object, *, name: str = "path") -> Path:
 
 
 def _compact(t: Tensor) -> Tensor:
-    """A CPU copy that owns just its elements (a view would save its whole buffer)."""
-    return t.detach().to("cpu", copy=True).contiguous()
+    """``t`` on the CPU owning just its elements (a view would save its whole buffer).
+
+    A CPU tensor that already owns exactly its elements is saved as it is: no copy.
+    """
+    t = t.detach()
+    whole = t.untyped_storage().nbytes() == t.numel() * t.element_size()
+    if t.device.type == "cpu" and whole and t.is_contiguous() and t.storage_offset() == 0:
+        return t
+    return t.to("cpu", copy=True).contiguous()
 
 
 def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
