@@ -24,6 +24,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 copied into _static: formulas render offline
     "sphinx.ext.viewcode",
     "sphinx_autodoc_typehints",
     "myst_parser",
