@@ -1,5 +1,7 @@
-"""The built docs read offline: no script, stylesheet or font from the network, and the
-formulas render in a browser that cannot reach the network.
+"""The built docs read offline: nothing loaded from the network, formulas rendered.
+
+No page loads a script, stylesheet, image or font from the network, and the formulas
+render in a headless browser that cannot reach the network.
 """
 
 from __future__ import annotations
