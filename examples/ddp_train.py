@@ -61,4 +61,5 @@ if rank == 0:  # only rank 0 prints
     print(f"losses: {' '.join(f'{v:.9e}' for v in history.losses)}")
     print(f"weights: {weights}")
 if distributed:
+    dist.barrier()  # no rank tears down while another still talks to it
     dist.destroy_process_group()

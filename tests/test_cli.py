@@ -45,3 +45,32 @@ def test_unknown_command_fails() -> None:
     with pytest.raises(SystemExit) as info:
         main(["train"])
     assert info.value.code == 2
+
+
+def test_version_and_help_need_no_torch() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None; from gradbasics.cli import main; "  # no torch
+        "sys.argv = ['gradbasics', '--version']; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    from gradbasics import __version__
+
+    assert result.stdout.strip() == f"gradbasics {__version__}"
+    helped = subprocess.run(
+        [sys.executable, "-m", "gradbasics", "--help"], capture_output=True, text=True
+    )
+    assert "usage: gradbasics" in helped.stdout and "gradbasics demo --device cuda" in helped.stdout
+    assert "``" not in helped.stdout  # plain text, no reST markup
+
+
+def test_a_missing_torch_is_one_line_with_the_install_command() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None; from gradbasics.cli import main; "
+        "raise SystemExit(main(['demo']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "gradbasics needs PyTorch, which is not installed: pip install 'torch>=2.11'"
+    ]

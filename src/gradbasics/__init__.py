@@ -1,23 +1,64 @@
-"""gradbasics: reference PyTorch training primitives, each checked against an oracle."""
+"""gradbasics: reference PyTorch training primitives, each checked against an oracle.
 
-from gradbasics import rules
+The public names below are imported on first use (PEP 562), so ``gradbasics --version``
+answers without importing torch; ``from gradbasics import train_loop`` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from gradbasics._version import __version__
-from gradbasics.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    export_state_dict,
-    load_checkpoint,
-    save_checkpoint,
-)
-from gradbasics.data import LossFn, batched_loss, mse_loss
-from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
-from gradbasics.models import ChainModel, FrozenFirstModel
-from gradbasics.plotting import plot_activations, plot_losses
-from gradbasics.recording import ActivationRecorder
-from gradbasics.schedules import LRSchedule
-from gradbasics.steps import legacy_data_step, manual_sgd_step
-from gradbasics.training import UpdateRule, train_loop
-from gradbasics.validation import EarlyStopping, Metric, evaluate
+
+if TYPE_CHECKING:
+    from gradbasics import rules
+    from gradbasics.checkpoint import (
+        Checkpoint,
+        CheckpointError,
+        export_state_dict,
+        load_checkpoint,
+        save_checkpoint,
+    )
+    from gradbasics.data import LossFn, batched_loss, mse_loss
+    from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
+    from gradbasics.models import ChainModel, FrozenFirstModel
+    from gradbasics.plotting import plot_activations, plot_losses
+    from gradbasics.recording import ActivationRecorder
+    from gradbasics.schedules import LRSchedule
+    from gradbasics.steps import legacy_data_step, manual_sgd_step
+    from gradbasics.training import UpdateRule, train_loop
+    from gradbasics.validation import EarlyStopping, Metric, evaluate
+
+
+_WHERE = {
+    "ActivationRecorder": "gradbasics.recording",
+    "Callback": "gradbasics.history",
+    "ChainModel": "gradbasics.models",
+    "Checkpoint": "gradbasics.checkpoint",
+    "CheckpointError": "gradbasics.checkpoint",
+    "DivergenceError": "gradbasics.history",
+    "EarlyStopping": "gradbasics.validation",
+    "FrozenFirstModel": "gradbasics.models",
+    "LRSchedule": "gradbasics.schedules",
+    "LossFn": "gradbasics.data",
+    "Metric": "gradbasics.validation",
+    "TrainHistory": "gradbasics.history",
+    "TrainingInterrupted": "gradbasics.history",
+    "UpdateRule": "gradbasics.training",
+    "batched_loss": "gradbasics.data",
+    "evaluate": "gradbasics.validation",
+    "export_state_dict": "gradbasics.checkpoint",
+    "legacy_data_step": "gradbasics.steps",
+    "load_checkpoint": "gradbasics.checkpoint",
+    "manual_sgd_step": "gradbasics.steps",
+    "mse_loss": "gradbasics.data",
+    "plot_activations": "gradbasics.plotting",
+    "plot_losses": "gradbasics.plotting",
+    "rules": "gradbasics.rules",
+    "save_checkpoint": "gradbasics.checkpoint",
+    "train_loop": "gradbasics.training",
+}
 
 __all__ = [
     "ActivationRecorder",
@@ -48,3 +89,17 @@ __all__ = [
     "save_checkpoint",
     "train_loop",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradbasics' has no attribute {name!r}")
+    found = importlib.import_module(module)
+    value = found if name == "rules" else getattr(found, name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

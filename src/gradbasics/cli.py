@@ -1,22 +1,30 @@
-"""Command-line interface: ``gradbasics demo``, the notes' walk-through."""
+"""Command-line interface: ``gradbasics demo``, the notes' walk-through.
+
+torch is imported only when a command runs, so ``gradbasics --version`` and ``--help``
+answer at once, and a missing torch is one line that says how to install it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from gradbasics._version import __version__
-from gradbasics.history import DivergenceError
-from gradbasics.models import ChainModel, FrozenFirstModel
-from gradbasics.training import train_loop
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["main"]
 
 
 def _chain_gradients(device: torch.device) -> None:
+    import torch
+
+    from gradbasics.models import ChainModel
+
     print("1. The chain x -> w1*x -> relu(w2*.) -> w3*. at x=2, target=1, w=(3, 4, 5)")
     model = ChainModel(device=device)
     x = torch.tensor([2.0], device=device)
@@ -34,6 +42,12 @@ def _chain_gradients(device: torch.device) -> None:
 
 
 def _lr_regimes(device: torch.device) -> None:
+    import torch
+
+    from gradbasics.history import DivergenceError
+    from gradbasics.models import ChainModel
+    from gradbasics.training import train_loop
+
     print("\n2. Learning-rate regimes: 100 epochs of the chain at x=2, target=1")
     x = torch.tensor([2.0], device=device)
     t = torch.tensor([1.0], device=device)
@@ -61,6 +75,11 @@ def _lr_regimes(device: torch.device) -> None:
 
 
 def _task2(device: torch.device, out: Path | None) -> None:
+    import torch
+
+    from gradbasics.models import FrozenFirstModel
+    from gradbasics.training import train_loop
+
     print("\n3. Task 2: only w2 trains (x=1, target=2, lr=0.01, 20 epochs)")
     model = FrozenFirstModel(w1=1.0, w2=1.0, device=device)
     history = train_loop(
@@ -91,6 +110,8 @@ def _task2(device: torch.device, out: Path | None) -> None:
 
 def demo(device: str = "cpu", out: Path | None = None) -> None:
     """Run the notes' walk-through on ``device``, writing the task-2 chart to ``out``."""
+    import torch
+
     dev = torch.device(device)
     print(f"gradbasics {__version__} demo on {dev}\n")
     _chain_gradients(dev)
@@ -98,15 +119,42 @@ def demo(device: str = "cpu", out: Path | None = None) -> None:
     _task2(dev, out)
 
 
+_DESCRIPTION = """\
+gradbasics: reference PyTorch training primitives.
+
+The demo walks through the learner's notes: the chain's gradients by hand and by
+autograd, three learning rates (one diverges, one kills the ReLU, one converges), and
+training only w2, with its activation chart."""
+
+_EXAMPLES = """\
+examples:
+  gradbasics demo
+  gradbasics demo --device cuda --out task2.png
+  python -m gradbasics --version"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; return the exit status."""
-    parser = argparse.ArgumentParser(prog="gradbasics", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="gradbasics",
+        description=_DESCRIPTION,
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"gradbasics {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("demo", help="walk through the learner's notes")
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default: cpu")
     run.add_argument("--out", type=Path, default=None, help="PNG path for the task-2 chart")
     args = parser.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print(
+            "gradbasics needs PyTorch, which is not installed: pip install 'torch>=2.11'",
+            file=sys.stderr,
+        )
+        return 1
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda was given, but no CUDA device is available")
     demo(args.device, args.out)
