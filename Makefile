@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints/dev.txt
 export MPLBACKEND := Agg
 
-.PHONY: demo check test lint typecheck docs bench clean
+.PHONY: demo check test lint typecheck docs bench dist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,14 @@ docs: $(VENV)/.dev-installed
 		$(PY) -m sphinx -W --keep-going -n -b doctest docs build/docs/doctest; \
 	fi
 
+# The sdist and wheel, built offline with the dev environment's hatchling, then checked.
+dist: $(VENV)/.dev-installed
+	rm -rf dist
+	$(PY) -m build --no-isolation --sdist --wheel --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build docs/_build .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist docs/_build .mypy_cache .pytest_cache .ruff_cache
