@@ -36,6 +36,7 @@ html_theme = "furo"
 html_title = f"gradbasics {release}"
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented"  # no bare "None" or undescribed lists
 typehints_document_rtype = True
 typehints_document_rtype_none = False
 typehints_use_signature = False
