@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -98,6 +98,37 @@ def groups(params: list[Tensor]) -> list[list[int]]:
     if current:
         out.append(current)
     return out
+
+
+def dispatch(
+    foreach: bool | None,
+    each: Callable[..., None],
+    multi: Callable[..., None],
+    idx: list[int],
+    ps: list[Tensor],
+    gs: list[Tensor],
+    *lists: Sequence[Any],
+    batched: Callable[..., None] | None = None,
+    **fixed: Any,
+) -> None:
+    """Run one step as torch would: its multi-tensor path, or its single-tensor path.
+
+    ``each`` and ``multi`` take ``(idx, ps, gs, *lists, **fixed)``, the per-parameter
+    ``lists`` cut like ``ps``. The single-tensor path runs small tensors in shared
+    multi-tensor calls where that keeps its bits (float32 and float64 on the CPU), with
+    ``batched`` (default ``multi``, when torch's two paths share their operations).
+    """
+    with torch.no_grad():
+        if use_foreach(ps, foreach):
+            multi(idx, ps, gs, *lists, **fixed)
+        elif batches_exactly(ps):
+            for g in groups(ps):  # a large tensor alone runs best without foreach
+                step = (batched or multi) if len(g) > 1 else each
+                every: tuple[Sequence[Any], ...] = (idx, ps, gs, *lists)
+                cut = ([lst[k] for k in g] for lst in every)
+                step(*cut, **fixed)
+        else:
+            each(idx, ps, gs, *lists, **fixed)
 
 
 def pick(items: Sequence[Tensor], idx: list[int]) -> list[Tensor]:

@@ -17,14 +17,12 @@ from gradbasics.rules._common import (
     Rule,
     Tensors,
     advance,
-    batches_exactly,
     check_bool,
     check_eps,
     check_nonneg,
-    groups,
+    dispatch,
     new_steps,
     pick,
-    use_foreach,
     with_grads,
 )
 
@@ -41,6 +39,14 @@ class AdagradState(NamedTuple):
 
     sum: list[Tensor]
     steps: Tensor
+
+
+class _AdagradArgs(NamedTuple):
+    """The step's hyperparameters, passed as one."""
+
+    weight_decay: float
+    eps: float
+    maximize: bool
 
 
 def init_adagrad(
@@ -109,29 +115,24 @@ def adagrad_step(
     t = advance(state.steps, idx)
     sums = pick(state.sum, idx)
     minus_clr = [-lr / (1 + (s - 1) * lr_decay) for s in t]
-    hyper = (weight_decay, eps, maximize)
-    with torch.no_grad():
-        if use_foreach(ps, foreach):
-            _adagrad_foreach(ps, gs, sums, minus_clr, *hyper)
-        elif batches_exactly(ps):  # the single-tensor path's bits, a group per call
-            for g in groups(ps):
-                sub = ([ps[k] for k in g], [gs[k] for k in g], [sums[k] for k in g])
-                step = _adagrad_batched if len(g) > 1 else _adagrad_each
-                step(*sub, [minus_clr[k] for k in g], *hyper)
-        else:
-            _adagrad_each(ps, gs, sums, minus_clr, *hyper)
+    h = _AdagradArgs(weight_decay, eps, maximize)
+    dispatch(
+        foreach, _adagrad_each, _adagrad_foreach, idx, ps, gs, sums, minus_clr,
+        batched=_adagrad_batched, h=h,
+    )  # fmt: skip
 
 
 def _adagrad_each(
+    idx: list[int],
     ps: list[Tensor],
     gs: list[Tensor],
     sums: list[Tensor],
     minus_clr: list[float],
-    weight_decay: float,
-    eps: float,
-    maximize: bool,
+    *,
+    h: _AdagradArgs,
 ) -> None:
     """Torch's single-tensor path, op for op."""
+    weight_decay, eps, maximize = h
     for p, g, total, c in zip(ps, gs, sums, minus_clr, strict=True):
         grad = -g if maximize else g
         if weight_decay != 0:
@@ -141,15 +142,16 @@ def _adagrad_each(
 
 
 def _adagrad_batched(
+    idx: list[int],
     ps: list[Tensor],
     gs: list[Tensor],
     sums: list[Tensor],
     minus_clr: list[float],
-    weight_decay: float,
-    eps: float,
-    maximize: bool,
+    *,
+    h: _AdagradArgs,
 ) -> None:
     """The single-tensor path's ops as multi-tensor calls (exact in float32/64)."""
+    weight_decay, eps, maximize = h
     grads: Tensors = torch._foreach_neg(gs) if maximize else gs
     if weight_decay != 0:
         grads = torch._foreach_add(grads, ps, alpha=weight_decay)
@@ -160,15 +162,16 @@ def _adagrad_batched(
 
 
 def _adagrad_foreach(
+    idx: list[int],
     ps: list[Tensor],
     gs: list[Tensor],
     sums: list[Tensor],
     minus_clr: list[float],
-    weight_decay: float,
-    eps: float,
-    maximize: bool,
+    *,
+    h: _AdagradArgs,
 ) -> None:
     """Torch's multi-tensor (``foreach``) path, op for op."""
+    weight_decay, eps, maximize = h
     grads: Tensors = torch._foreach_neg(gs) if maximize else gs
     if weight_decay != 0 and maximize:  # in place on the negated copy, as torch
         torch._foreach_add_(grads, ps, alpha=weight_decay)

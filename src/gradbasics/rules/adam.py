@@ -12,15 +12,13 @@ from gradbasics.rules._common import (
     Rule,
     Tensors,
     advance,
-    batches_exactly,
     check_betas,
     check_bool,
     check_eps,
     check_nonneg,
-    groups,
+    dispatch,
     new_steps,
     pick,
-    use_foreach,
     with_grads,
 )
 
@@ -41,6 +39,18 @@ class AdamState(NamedTuple):
     exp_avg_sq: list[Tensor]
     max_exp_avg_sq: list[Tensor]
     steps: Tensor
+
+
+class _AdamArgs(NamedTuple):
+    """The step's hyperparameters, passed as one."""
+
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+    amsgrad: bool
+    maximize: bool
+    decoupled: bool
 
 
 def init_adam(params: Sequence[Tensor], *, amsgrad: bool = False) -> AdamState:
@@ -108,24 +118,8 @@ def adam_step(
     if not ps:
         return
     t = advance(state.steps, idx)
-    hyper = (betas, eps, weight_decay, amsgrad, maximize, decoupled)
-    with torch.no_grad():
-        if use_foreach(ps, foreach):
-            _adam_foreach(idx, ps, gs, t, state, lr, *hyper)
-        elif batches_exactly(ps):  # the single-tensor path's bits, a group per call
-            for g in groups(ps):  # a large tensor alone runs best without foreach
-                step = _adam_foreach if len(g) > 1 else _adam_each
-                step(
-                    [idx[k] for k in g],
-                    [ps[k] for k in g],
-                    [gs[k] for k in g],
-                    [t[k] for k in g],
-                    state,
-                    lr,
-                    *hyper,
-                )
-        else:
-            _adam_each(idx, ps, gs, t, state, lr, *hyper)
+    h = _AdamArgs(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled)
+    dispatch(foreach, _adam_each, _adam_foreach, idx, ps, gs, t, state=state, h=h)
 
 
 def _adam_each(
@@ -133,16 +127,12 @@ def _adam_each(
     ps: list[Tensor],
     gs: list[Tensor],
     t: list[float],
+    *,
     state: AdamState,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled: bool,
+    h: _AdamArgs,
 ) -> None:
     """Torch's single-tensor path, op for op."""
+    lr, betas, eps, weight_decay, amsgrad, maximize, decoupled = h
     beta1, beta2 = betas
     for i, p, g, s in zip(idx, ps, gs, t, strict=True):
         grad = -g if maximize else g
@@ -170,16 +160,12 @@ def _adam_foreach(
     ps: list[Tensor],
     gs: list[Tensor],
     t: list[float],
+    *,
     state: AdamState,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled: bool,
+    h: _AdamArgs,
 ) -> None:
     """Torch's multi-tensor (``foreach``) path, op for op."""
+    lr, betas, eps, weight_decay, amsgrad, maximize, decoupled = h
     beta1, beta2 = betas
     exp_avgs, exp_avg_sqs = pick(state.exp_avg, idx), pick(state.exp_avg_sq, idx)
     grads: Tensors = torch._foreach_neg(gs) if maximize else gs

@@ -12,15 +12,13 @@ from gradbasics.rules._common import (
     Rule,
     Tensors,
     advance,
-    batches_exactly,
     check_bool,
     check_eps,
     check_nonneg,
     check_unit,
-    groups,
+    dispatch,
     new_steps,
     pick,
-    use_foreach,
     with_grads,
 )
 
@@ -41,6 +39,18 @@ class RMSpropState(NamedTuple):
     momentum_buffer: list[Tensor]
     grad_avg: list[Tensor]
     steps: Tensor
+
+
+class _RmspropArgs(NamedTuple):
+    """The step's hyperparameters, passed as one."""
+
+    lr: float
+    alpha: float
+    eps: float
+    weight_decay: float
+    momentum: float
+    centered: bool
+    maximize: bool
 
 
 def init_rmsprop(
@@ -113,32 +123,20 @@ def rmsprop_step(
     if not ps:
         return
     advance(state.steps, idx)
-    hyper = (alpha, eps, weight_decay, momentum, centered, maximize)
-    with torch.no_grad():
-        if use_foreach(ps, foreach):
-            _rmsprop_foreach(idx, ps, gs, state, lr, *hyper)
-        elif batches_exactly(ps):  # the single-tensor path's bits, a group per call
-            for g in groups(ps):  # a large tensor alone runs best without foreach
-                step = _rmsprop_foreach if len(g) > 1 else _rmsprop_each
-                step([idx[k] for k in g], [ps[k] for k in g], [gs[k] for k in g], state, lr, *hyper)
-        else:
-            _rmsprop_each(idx, ps, gs, state, lr, *hyper)
+    h = _RmspropArgs(lr, alpha, eps, weight_decay, momentum, centered, maximize)
+    dispatch(foreach, _rmsprop_each, _rmsprop_foreach, idx, ps, gs, state=state, h=h)
 
 
 def _rmsprop_each(
     idx: list[int],
     ps: list[Tensor],
     gs: list[Tensor],
+    *,
     state: RMSpropState,
-    lr: float,
-    alpha: float,
-    eps: float,
-    weight_decay: float,
-    momentum: float,
-    centered: bool,
-    maximize: bool,
+    h: _RmspropArgs,
 ) -> None:
     """Torch's single-tensor path, op for op."""
+    lr, alpha, eps, weight_decay, momentum, centered, maximize = h
     for i, p, g in zip(idx, ps, gs, strict=True):
         grad = -g if maximize else g
         if weight_decay != 0:
@@ -164,16 +162,12 @@ def _rmsprop_foreach(
     idx: list[int],
     ps: list[Tensor],
     gs: list[Tensor],
+    *,
     state: RMSpropState,
-    lr: float,
-    alpha: float,
-    eps: float,
-    weight_decay: float,
-    momentum: float,
-    centered: bool,
-    maximize: bool,
+    h: _RmspropArgs,
 ) -> None:
     """Torch's multi-tensor (``foreach``) path, op for op."""
+    lr, alpha, eps, weight_decay, momentum, centered, maximize = h
     square_avgs = pick(state.square_avg, idx)
     grads: Tensors = torch._foreach_neg(gs) if maximize else gs
     if weight_decay != 0 and maximize:  # in place on the negated copy, as torch

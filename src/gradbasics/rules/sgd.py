@@ -12,13 +12,11 @@ from gradbasics.rules._common import (
     Rule,
     Tensors,
     advance,
-    batches_exactly,
     check_bool,
     check_nonneg,
-    groups,
+    dispatch,
     new_steps,
     pick,
-    use_foreach,
     with_grads,
 )
 
@@ -35,6 +33,17 @@ class SGDState(NamedTuple):
 
     momentum_buffer: list[Tensor | None]
     steps: Tensor
+
+
+class _SgdArgs(NamedTuple):
+    """The step's hyperparameters, passed as one."""
+
+    lr: float
+    momentum: float
+    dampening: float
+    nesterov: bool
+    weight_decay: float
+    maximize: bool
 
 
 def init_sgd(params: Sequence[Tensor]) -> SGDState:
@@ -97,31 +106,20 @@ def sgd_step(
     if not ps:
         return
     advance(state.steps, idx)
-    hyper = (momentum, dampening, nesterov, weight_decay, maximize)
-    with torch.no_grad():
-        if use_foreach(ps, foreach):
-            _sgd_foreach(idx, ps, gs, state, lr, *hyper)
-        elif batches_exactly(ps):  # the single-tensor path's bits, a group per call
-            for g in groups(ps):  # a large tensor alone runs best without foreach
-                step = _sgd_foreach if len(g) > 1 else _sgd_each
-                step([idx[k] for k in g], [ps[k] for k in g], [gs[k] for k in g], state, lr, *hyper)
-        else:
-            _sgd_each(idx, ps, gs, state, lr, *hyper)
+    h = _SgdArgs(lr, momentum, dampening, nesterov, weight_decay, maximize)
+    dispatch(foreach, _sgd_each, _sgd_foreach, idx, ps, gs, state=state, h=h)
 
 
 def _sgd_each(
     idx: list[int],
     ps: list[Tensor],
     gs: list[Tensor],
+    *,
     state: SGDState,
-    lr: float,
-    momentum: float,
-    dampening: float,
-    nesterov: bool,
-    weight_decay: float,
-    maximize: bool,
+    h: _SgdArgs,
 ) -> None:
     """Torch's single-tensor path, op for op."""
+    lr, momentum, dampening, nesterov, weight_decay, maximize = h
     for i, p, g in zip(idx, ps, gs, strict=True):
         grad = -g if maximize else g
         if weight_decay != 0:
@@ -140,15 +138,12 @@ def _sgd_foreach(
     idx: list[int],
     ps: list[Tensor],
     gs: list[Tensor],
+    *,
     state: SGDState,
-    lr: float,
-    momentum: float,
-    dampening: float,
-    nesterov: bool,
-    weight_decay: float,
-    maximize: bool,
+    h: _SgdArgs,
 ) -> None:
     """Torch's multi-tensor (``foreach``) path, op for op."""
+    lr, momentum, dampening, nesterov, weight_decay, maximize = h
     grads: Tensors = torch._foreach_neg(gs) if maximize else gs
     if weight_decay != 0 and maximize:  # in place on the negated copy, as torch
         torch._foreach_add_(grads, ps, alpha=weight_decay)
