@@ -82,7 +82,7 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         S + "engines/base.py",
-        "        return sum(v * n for v, n in zip(values, w, strict=True)) / self.rows",
+        "        return sum(v * n for v, n in zip(values, w, strict=True)) / sum(w)",
         "        return sum(values) / len(values)",
         TRAIN,
     ),
@@ -113,8 +113,8 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         S + "engines/eager.py",
-        "            loss.backward()\n            self.finish(None)\n            self.check_interrupt()",
-        "            loss.backward()\n            self.check_interrupt()\n            self.finish(None)",
+        "            loss.backward()\n            finish(None)\n            if interrupts.pending:",
+        "            loss.backward()\n            if interrupts.pending:\n                raise Interrupted\n            finish(None)\n            if False:",
         ["tests/test_checkpoint.py"],
     ),
     (
@@ -257,8 +257,8 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         S + "training.py",
-        "and ((epoch + 1) % every == 0 or epoch + 1 == n_epochs)",
-        "and (epoch + 1) % every == 0",
+        "due = (epoch + 1) % every == 0 or stop or epoch + 1 == n_epochs",
+        "due = (epoch + 1) % every == 0 or stop",
         ["tests/test_checkpoint.py"],
     ),
     (
