@@ -11,7 +11,9 @@ from sphinx.application import Sphinx
 import gradbasics
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # for _figures.py
+sys.path.insert(0, str(HERE))  # for _figures.py and _gallery.py
+
+import _gallery as gallery  # noqa: E402
 
 project = "gradbasics"
 author = "gradbasics maintainers"
@@ -25,12 +27,16 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",  # MathJax 3 copied into _static: formulas render offline
+    "sphinx_gallery.gen_gallery",  # the examples, run at build time, as pages
     "sphinx.ext.viewcode",
     "sphinx_autodoc_typehints",
     "myst_parser",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build"]
+sphinx_gallery_conf = gallery.CONF  # read by sphinx_gallery.gen_gallery
+
+
 nitpicky = True
 html_theme = "furo"
 html_title = f"gradbasics {release}"

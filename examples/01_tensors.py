@@ -1,6 +1,7 @@
-"""Tensors and devices: ``.to(device)``, ``@`` versus ``*``.
+"""Tensors and devices: ``.to(device)``, ``@`` versus ``*``
+========================================================
 
-Run: python examples/01_tensors.py [--device cpu|cuda]
+Run: ``python examples/01_tensors.py [--device cpu|cuda]``
 """
 
 import torch

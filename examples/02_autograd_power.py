@@ -1,6 +1,7 @@
-"""Autograd on y = x ** w: dy/dw = x ** w * ln(x), 5.545 at x=2, w=3.
+"""Autograd on y = x ** w: dy/dw = x ** w * ln(x), 5.545 at x=2, w=3
+=================================================================
 
-Run: python examples/02_autograd_power.py [--device cpu|cuda]
+Run: ``python examples/02_autograd_power.py [--device cpu|cuda]``
 """
 
 import math

@@ -1,6 +1,7 @@
-"""The chain x -> w1*x -> relu(w2*.) -> w3*. and its gradients, by hand and by autograd.
+"""The chain x -> w1*x -> relu(w2*.) -> w3*. and its gradients, by hand and by autograd
+====================================================================================
 
-Run: python examples/03_chain_gradients.py [--device cpu|cuda]
+Run: ``python examples/03_chain_gradients.py [--device cpu|cuda]``
 """
 
 import torch

@@ -1,6 +1,7 @@
-"""Updating weights by hand: torch.no_grad() (manual_sgd_step) versus the legacy .data.
+"""Updating weights by hand: torch.no_grad() (manual_sgd_step) versus the legacy .data
+===================================================================================
 
-Run: python examples/04_manual_update.py [--device cpu|cuda]
+Run: ``python examples/04_manual_update.py [--device cpu|cuda]``
 """
 
 import torch

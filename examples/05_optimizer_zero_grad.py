@@ -1,6 +1,7 @@
-"""torch.optim.SGD, zero_grad, and what goes wrong without it (gradients accumulate).
+"""torch.optim.SGD, zero_grad, and what goes wrong without it (gradients accumulate)
+=================================================================================
 
-Run: python examples/05_optimizer_zero_grad.py [--device cpu|cuda]
+Run: ``python examples/05_optimizer_zero_grad.py [--device cpu|cuda]``
 """
 
 import torch

@@ -1,6 +1,7 @@
-"""Learning-rate regimes of the chain: 0.01 diverges, 1e-3 kills the ReLU, 1e-4 converges.
+"""Learning-rate regimes of the chain: 0.01 diverges, 1e-3 kills the ReLU, 1e-4 converges
+======================================================================================
 
-Run: python examples/06_learning_rates.py [--device cpu|cuda]
+Run: ``python examples/06_learning_rates.py [--device cpu|cuda]``
 """
 
 import torch

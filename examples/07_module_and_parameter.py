@@ -1,6 +1,7 @@
-"""nn.Module and nn.Parameter: plain tensor attributes are invisible to parameters().
+"""nn.Module and nn.Parameter: plain tensor attributes are invisible to parameters()
+=================================================================================
 
-Run: python examples/07_module_and_parameter.py [--device cpu|cuda]
+Run: ``python examples/07_module_and_parameter.py [--device cpu|cuda]``
 """
 
 import torch

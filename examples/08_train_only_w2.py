@@ -1,6 +1,7 @@
-"""Training only w2 (the notes' task 2) and its activation chart, one line per epoch.
+"""Training only w2 (the notes' task 2) and its activation chart, one line per epoch
+=================================================================================
 
-Run: python examples/08_train_only_w2.py [--device cpu|cuda] [--out task2.png]
+Run: ``python examples/08_train_only_w2.py [--device cpu|cuda] [--out task2.png]``
 """
 
 import torch

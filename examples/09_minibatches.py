@@ -1,6 +1,7 @@
-"""Random mini-batches: batched_loss and train_loop(batch_size=...) on y = 3x + 1.
+"""Random mini-batches: batched_loss and train_loop(batch_size=...) on y = 3x + 1
+==============================================================================
 
-Run: python examples/09_minibatches.py [--device cpu|cuda]
+Run: ``python examples/09_minibatches.py [--device cpu|cuda]``
 """
 
 import torch

@@ -1,6 +1,7 @@
-""".detach(): the same values, cut from the graph.
+""".detach(): the same values, cut from the graph
+==============================================
 
-Run: python examples/10_detach.py [--device cpu|cuda]
+Run: ``python examples/10_detach.py [--device cpu|cuda]``
 """
 
 import torch

@@ -1,10 +1,11 @@
-"""The notes' "dynamic learning rate" done right: AdaGrad, RMSprop and Adam on the chain.
+"""The notes' "dynamic learning rate" done right: AdaGrad, RMSprop and Adam on the chain
+=====================================================================================
 
 At the notes' learning rate 0.01, plain SGD diverges on the chain. ``lr = grad ** 2``
 would make it worse (a step of grad ** 3). AdaGrad divides the step by the root of the
 summed squared gradients instead, so its first step moves every weight by exactly lr.
 
-Run: python examples/11_adaptive_rules.py [--device cpu|cuda]
+Run: ``python examples/11_adaptive_rules.py [--device cpu|cuda]``
 """
 
 import torch

@@ -1,10 +1,11 @@
-"""Train your own model: split, validate, stop early, schedule, save, load, plot.
+"""Train your own model: split, validate, stop early, schedule, save, load, plot
+=============================================================================
 
 A small network on 600 rows of synthetic data: a fifth held out for validation, Adam with
 a step schedule, early stopping that keeps the best weights, a checkpoint, the weights
 loaded back for inference, and the loss chart.
 
-Run: python examples/12_train_your_own_model.py [--device cpu|cuda] [--out losses.png]
+Run: ``python examples/12_train_your_own_model.py [--device cpu|cuda] [--out losses.png]``
 """
 
 import tempfile
