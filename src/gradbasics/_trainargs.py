@@ -108,6 +108,15 @@ def check_val(
     return vx, vy
 
 
+def check_metric_use(metrics: dict[str, Any], has_val: bool, train: object) -> dict[str, Any]:
+    """Metrics need rows to run on: ``val=``, or the training batches."""
+    if metrics and not has_val and not train:
+        raise ValueError("metrics are computed on the validation rows: pass val=(inputs, targets).")
+    if not isinstance(train, bool) or (train and not metrics):
+        raise ValueError(f"train_metrics=True needs metrics=, got train_metrics={train!r}.")
+    return metrics
+
+
 def check_clip(value: object) -> float | None:
     """``clip_grad_norm``: None or a finite number > 0."""
     if value is None:

@@ -225,11 +225,7 @@ def train_loop(
     n = x.shape[0]
     size = size or n
     val_data = args.check_val(val, dtype, loss_fn is None, x)
-    named = check_metrics(metrics)
-    if named and val_data is None and not train_metrics:
-        raise ValueError("metrics are computed on the validation rows: pass val=(inputs, targets).")
-    if not isinstance(train_metrics, bool) or (train_metrics and not named):
-        raise ValueError(f"train_metrics=True needs metrics=, got train_metrics={train_metrics!r}.")
+    named = args.check_metric_use(check_metrics(metrics), val_data is not None, train_metrics)
     monitor = args.check_monitor(early_stopping, val_data is not None, named, train_metrics)
     schedule = Schedule(scheduler, interval=scheduler_interval, optimizer=opt, lr=rate)
     clip = args.check_clip(clip_grad_norm)
@@ -244,15 +240,7 @@ def train_loop(
     if not isinstance(graph, bool):
         raise TypeError(f"graph must be a bool, got {_describe(graph)}.")
     ranks = ddp_ranks(model)  # None unless a process group is up and the model is DDP
-    why = graph_engine.refusal(device, opt, update, ranks is not None) if graph else None
-    why = f"graph=True cannot serve this run: {why}." if why else None
-    why = why or _unsupported(loader, ranks, graph, schedule)
-    if train_metrics and (ranks is not None or graph):
-        why = (
-            why or "train_metrics=True needs the one-process, uncaptured step (not DDP, not graph)."
-        )
-    if why is not None:
-        raise ValueError(why)
+    _refuse_combinations(device, opt, update, ranks, graph, loader, schedule, train_metrics)
     rows_of = n if loader is None else len(getattr(loader, "dataset", ())) or None
     settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows_of, batch_size=size)
     if ckpt is not None and loader is None:  # resuming on other data is refused
@@ -263,9 +251,7 @@ def train_loop(
     core = unwrap(model)
     if val_data is not None:  # the loss and metrics on a few rows, before any change
         k = min(size or val_data[0].shape[0], 8)
-        with sanctioned_sync():
-            probe = to_device(val_data[0][:k], device), to_device(val_data[1][:k], device)
-        validate_sums(core, *probe, fn, named, k)
+        validate_sums(core, *_placed(device, val_data[0][:k], val_data[1][:k]), fn, named, k)
     best = BestWeights(early_stopping, core) if early_stopping is not None else None
     history, start = TrainHistory(), 0
     if resume and ckpt is not None and ckpt.exists():
@@ -276,13 +262,8 @@ def train_loop(
             best.load(restored.extra.get("early_stopping"))
 
     # 2. Set up: data on the model's device once, the activation rows, one engine.
-    with sanctioned_sync():  # detached: the user's tensors never collect a .grad
-        x, y = to_device(x.detach(), device), to_device(y.detach(), device)
-        if val_data is not None:
-            val_data = (
-                to_device(val_data[0].detach(), device),
-                to_device(val_data[1].detach(), device),
-            )
+    x, y = _placed(device, x, y)
+    val_data = None if val_data is None else _placed(device, *val_data)
     sizes = [size] * (n // size) + ([n % size] if n % size else []) if n else []
     recorder = ActivationRecorder(core) if record and lead else None
     if recorder is not None and loader is None:
@@ -294,16 +275,6 @@ def train_loop(
     interrupts = DeferredInterrupt()
     run = Run(model, params, fn, x, y, size, sizes, gen, opt, update, rate, recorder, interrupts,
               loader, clip, schedule.after_step, named if train_metrics else None)  # fmt: skip
-    was_training = model.training
-    model.train()
-    try:
-        engine = _pick_engine(run, ranks, graph, history.losses[-1] if history.losses else None)
-    except BaseException:
-        model.train(was_training)
-        raise
-    bar = args.progress_bar(n_epochs) if progress and lead else None
-    if bar is not None:
-        bar.update(start)
 
     # 3. Epochs: the engine runs the steps; validate, record, stop, save, report here.
     def save(epoch: int) -> None:
@@ -314,9 +285,17 @@ def train_loop(
             extra={"early_stopping": None if best is None else best.state()},
         )  # fmt: skip
 
+    report = _EpochEnd(core, fn, named, size, train_metrics, val_data, recorder, rows, best,
+                       schedule, monitor)  # fmt: skip
     end = start if history.stopped_epoch is not None else n_epochs  # a resumed early stop
-    with interrupts:
-        try:
+    was_training, bar = model.training, None
+    model.train()
+    try:
+        engine = _pick_engine(run, ranks, graph, history.losses[-1] if history.losses else None)
+        bar = args.progress_bar(n_epochs) if progress and lead else None
+        if bar is not None:
+            bar.update(start)
+        with interrupts:
             for epoch in range(start, end):
                 if schedule.kind == "callable":
                     run.lr = schedule.begin_epoch(epoch)
@@ -333,22 +312,7 @@ def train_loop(
                 except Interrupted:
                     raise TrainingInterrupted(epoch, history, n_epochs) from None
                 history.lrs.append(rate_now)
-                if train_metrics:
-                    for name, value in engine.training_metrics().items():
-                        history.metrics.setdefault(f"train_{name}", []).append(value)
-                if val_data is not None:
-                    _validate(core, val_data, fn, named, size, history)
-                if recorder is not None:
-                    for name, act in recorder.activations.items():
-                        rows.keep(name, act, epoch)
-                    history.activations = rows.upto(epoch + 1)
-                stop = False
-                if best is not None or schedule.kind != "none":  # watch the monitored value
-                    value = _monitored(history, monitor)
-                    stop = best is not None and best.update(epoch, value)
-                    history.best_epoch = None if best is None else best.best_epoch
-                    history.stopped_epoch = epoch if stop else None
-                    schedule.end_epoch(value)
+                stop = report.after(epoch, engine, history)
                 due = (epoch + 1) % every == 0 or stop or epoch + 1 == n_epochs
                 if ckpt is not None and lead and due:
                     save(epoch)
@@ -367,23 +331,81 @@ def train_loop(
                 raise TrainingInterrupted(n_epochs, history, n_epochs)
             if best is not None and best.rule.restore_best:
                 best.restore()
-        finally:
-            model.train(was_training)
-            if bar is not None:
-                bar.close()
+    finally:
+        model.train(was_training)
+        if bar is not None:
+            bar.close()
     return history
 
 
-def _unsupported(
-    loader: object, ranks: Ranks | None, graph: bool, schedule: Schedule
-) -> str | None:
-    """Why this combination of options cannot run, or None."""
+def _refuse_combinations(
+    device: torch.device,
+    opt: torch.optim.Optimizer | None,
+    update: UpdateRule,
+    ranks: Ranks | None,
+    graph: bool,
+    loader: object,
+    schedule: Schedule,
+    train_metrics: bool,
+) -> None:
+    """Refuse, with the reason, options that cannot run together."""
+    why = graph_engine.refusal(device, opt, update, ranks is not None) if graph else None
+    if why is not None:
+        raise ValueError(f"graph=True cannot serve this run: {why}.")
     if loader is not None and (ranks is not None or graph):
         what = "distributed (DDP) runs" if ranks is not None else "graph=True"
-        return f"{what} need tensors, not a DataLoader: pass inputs and targets."
+        raise ValueError(f"{what} need tensors, not a DataLoader: pass inputs and targets.")
     if graph and schedule.kind != "none":
-        return "graph=True cannot serve this run: a captured step has its learning rate fixed."
-    return None
+        raise ValueError(
+            "graph=True cannot serve this run: a captured step has its learning rate fixed."
+        )
+    if train_metrics and (ranks is not None or graph):
+        raise ValueError(
+            "train_metrics=True needs the one-process, uncaptured step (not DDP, not graph)."
+        )
+
+
+class _EpochEnd:
+    """What follows an epoch's steps: metrics, validation, recording, early stopping."""
+
+    def __init__(
+        self,
+        core: nn.Module,
+        loss_fn: LossFn,
+        metrics: dict[str, Metric],
+        size: int,
+        train_metrics: bool,
+        val: tuple[Tensor, Tensor] | None,
+        recorder: ActivationRecorder | None,
+        rows: EpochRows,
+        best: BestWeights | None,
+        schedule: Schedule,
+        monitor: str,
+    ) -> None:
+        self.core, self.loss_fn, self.metrics, self.size = core, loss_fn, metrics, size
+        self.train_metrics, self.val, self.recorder, self.rows = train_metrics, val, recorder, rows
+        self.best, self.schedule, self.monitor = best, schedule, monitor
+
+    def after(self, epoch: int, engine: Engine, history: TrainHistory) -> bool:
+        """Fill the epoch's history; return whether early stopping ends the run."""
+        if self.train_metrics:
+            for name, value in engine.training_metrics().items():
+                history.metrics.setdefault(f"train_{name}", []).append(value)
+        if self.val is not None:
+            _validate(self.core, self.val, self.loss_fn, self.metrics, self.size, history)
+        if self.recorder is not None:
+            for name, act in self.recorder.activations.items():
+                self.rows.keep(name, act, epoch)
+            history.activations = self.rows.upto(epoch + 1)
+        best, schedule = self.best, self.schedule
+        if best is None and schedule.kind == "none":  # nothing watches the monitored value
+            return False
+        value = _monitored(history, self.monitor)
+        stop = best is not None and best.update(epoch, value)
+        history.best_epoch = None if best is None else best.best_epoch
+        history.stopped_epoch = epoch if stop else None
+        schedule.end_epoch(value)
+        return stop
 
 
 def _validate(
@@ -401,6 +423,12 @@ def _validate(
     history.val_losses.append(values[0])
     for name, value in zip(metrics, values[1:], strict=True):
         history.metrics.setdefault(name, []).append(value)
+
+
+def _placed(device: torch.device, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Data detached (the user's tensors never collect a ``.grad``) and on ``device``."""
+    with sanctioned_sync():
+        return to_device(inputs.detach(), device), to_device(targets.detach(), device)
 
 
 def _monitored(history: TrainHistory, name: str) -> float:
