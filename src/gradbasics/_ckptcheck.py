@@ -57,9 +57,13 @@ def check_epoch(epoch: object) -> int:
 
 
 def run_settings(
-    *, lr: float | None, optimizer: torch.optim.Optimizer | None, update: Callable[..., object],
-    rows: int | None, batch_size: int | None,
-) -> dict[str, Any]:  # fmt: skip
+    *,
+    lr: float | None,
+    optimizer: torch.optim.Optimizer | None,
+    update: Callable[..., object],
+    rows: int | None,
+    batch_size: int | None,
+) -> dict[str, Any]:
     """Describe a run in plain values, so a resumed run can be checked against it."""
     if optimizer is not None:
         rule = f"optimizer {type(optimizer).__module__}.{type(optimizer).__qualname__}"

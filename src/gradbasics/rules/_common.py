@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -163,16 +161,6 @@ def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {_describe(value)}.")
     return value
-
-
-def check_eps(value: object) -> float:
-    """``eps``: a finite real number > 0... or 0, as torch.optim allows."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"eps must be a real number, got {_describe(value)}.")
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {value!r}.")
-    return v
 
 
 class Rule:

@@ -18,7 +18,6 @@ from gradbasics.rules._common import (
     Tensors,
     advance,
     check_bool,
-    check_eps,
     check_nonneg,
     dispatch,
     new_steps,
@@ -236,7 +235,7 @@ class Adagrad(Rule):
             "initial_accumulator_value": check_nonneg(
                 initial_accumulator_value, "initial_accumulator_value"
             ),
-            "eps": check_eps(eps),
+            "eps": check_nonneg(eps, "eps"),
             "maximize": check_bool(maximize, "maximize"),
         }
 

@@ -14,7 +14,6 @@ from gradbasics.rules._common import (
     advance,
     check_betas,
     check_bool,
-    check_eps,
     check_nonneg,
     dispatch,
     new_steps,
@@ -238,7 +237,7 @@ class Adam(Rule):
         super().__init__(foreach)
         self.hyper = {
             "betas": check_betas(betas),
-            "eps": check_eps(eps),
+            "eps": check_nonneg(eps, "eps"),
             "weight_decay": check_nonneg(weight_decay, "weight_decay"),
             "amsgrad": check_bool(amsgrad, "amsgrad"),
             "maximize": check_bool(maximize, "maximize"),

@@ -13,7 +13,6 @@ from gradbasics.rules._common import (
     Tensors,
     advance,
     check_bool,
-    check_eps,
     check_nonneg,
     check_unit,
     dispatch,
@@ -239,7 +238,7 @@ class RMSprop(Rule):
         super().__init__(foreach)
         self.hyper = {
             "alpha": check_unit(alpha, "alpha", closed=True),
-            "eps": check_eps(eps),
+            "eps": check_nonneg(eps, "eps"),
             "weight_decay": check_nonneg(weight_decay, "weight_decay"),
             "momentum": check_nonneg(momentum, "momentum"),
             "centered": check_bool(centered, "centered"),
