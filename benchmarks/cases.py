@@ -190,6 +190,23 @@ def epoch_cases(s: Sizes) -> list[Case]:
     def ours_record() -> None:
         train_loop(rec_m, x, t, epochs=1, lr=1e-3, batch_size=s.batch, generator=g_rec, record=True)
 
+    probe = x[: s.batch]  # a fixed probe batch the size of a training batch
+    probe_m, probe_base_m = (torch.nn.Linear(s.epoch_features, 1) for _ in range(2))
+    g_probe, g_probe_base = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+
+    def ours_probe() -> None:
+        train_loop(probe_m, x, t, epochs=1, lr=1e-3, batch_size=s.batch, generator=g_probe,
+                   record=True, probe=probe)  # fmt: skip
+
+    def plain_then_probe() -> None:
+        # The bound: the same epoch, then one forward pass of the probe.
+        train_loop(probe_base_m, x, t, epochs=1, lr=1e-3, batch_size=s.batch,
+                   generator=g_probe_base)  # fmt: skip
+        probe_base_m.eval()
+        with torch.no_grad():
+            probe_base_m(probe)
+        probe_base_m.train()
+
     vx, vt = x[: s.epoch_rows // 5], t[: s.epoch_rows // 5]  # validation rows, a fifth
     val_m, hand_m = (torch.nn.Linear(s.epoch_features, 1) for _ in range(2))
     g_val, g_hand = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
@@ -239,6 +256,15 @@ def epoch_cases(s: Sizes) -> list[Case]:
             r,
         ),
         ("epoch: record=True vs record=False", ours_record, ours, 1.03, 1, "epoch", r),
+        (
+            "epoch: record + probe vs epoch + a probe forward pass",
+            ours_probe,
+            plain_then_probe,
+            1.03,
+            1,
+            "epoch",
+            r,
+        ),
         (
             "epoch: val= vs epoch + a val forward pass",
             ours_val,

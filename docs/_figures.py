@@ -79,8 +79,39 @@ def guide_losses() -> object:
     return plot_losses(history, log_scale=True, title="Your model")
 
 
+def _mlp_history() -> object:
+    """The tutorial's MLP at lr 0.2, recorded on a fixed probe (some ReLU units die)."""
+    import warnings
+
+    from torch import nn
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 3, generator=g)
+    t = (x**2).sum(1, keepdim=True) + 0.1 * torch.randn(512, 1, generator=g)
+    probe = torch.randn(64, 3, generator=g)
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the dead units are the point of the figure
+        return train_loop(mlp, x, t, epochs=30, lr=0.2, batch_size=32,
+                          generator=torch.Generator().manual_seed(1),
+                          record=["0", "1"], probe=probe)  # fmt: skip
+
+
+def mlp_activation_stats() -> object:
+    """The MLP's layers: mean, one-std band and share of zeros per epoch."""
+    return plot_activations(_mlp_history(), kind="stats")  # type: ignore[arg-type]
+
+
+def mlp_unit_means() -> object:
+    """The MLP's ReLU units as a heat map: dead units are rows stuck at 0."""
+    return plot_activations(_mlp_history(), kind="units", names=["1"])  # type: ignore[arg-type]
+
+
 def build_all(folder: Path) -> None:
     """Write every figure as a PNG into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    for make in (task2_activations, chain_losses, adaptive_rules, guide_losses):
+    makers = (task2_activations, chain_losses, adaptive_rules, guide_losses,
+              mlp_activation_stats, mlp_unit_means)  # fmt: skip
+    for make in makers:
         make().savefig(folder / f"{make.__name__}.png", dpi=100)  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ def test_benchmark_smoke_run_prints_every_case_and_writes_json(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     names = [case["case"] for case in data["cases"]]
-    assert len(names) == 14
+    assert len(names) == 15
     for name in names:
         assert name in result.stdout
     for case in data["cases"]:

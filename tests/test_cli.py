@@ -17,6 +17,7 @@ def test_demo_prints_the_notes_numbers(tmp_path: Path, capsys: pytest.CaptureFix
         assert grad in text
     assert "lr=0.01: diverged in epoch 3 of 100" in text  # err.epoch == 2, 1-based here
     assert "lr=0.001: the ReLU died" in text
+    assert "DeadUnitsWarning: 1 of the 1 unit(s) of layer 'hidden2'" in text
     assert "lr=0.0001: converged" in text
     assert f"w2 = {2 - 0.98**20:.6f}" in text
     assert out.read_bytes()[:4] == b"\x89PNG"

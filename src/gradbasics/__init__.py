@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gradbasics.schedules import LRSchedule
     from gradbasics.steps import legacy_data_step, manual_sgd_step
     from gradbasics.training import UpdateRule, train_loop
+    from gradbasics.unitstats import DeadUnitsWarning, UnitStats, dead_units, unit_stats
     from gradbasics.validation import EarlyStopping, Metric, evaluate
 
 
@@ -37,6 +38,7 @@ _WHERE = {
     "ChainModel": "gradbasics.models",
     "Checkpoint": "gradbasics.checkpoint",
     "CheckpointError": "gradbasics.checkpoint",
+    "DeadUnitsWarning": "gradbasics.unitstats",
     "DivergenceError": "gradbasics.history",
     "EarlyStopping": "gradbasics.validation",
     "FrozenFirstModel": "gradbasics.models",
@@ -45,8 +47,10 @@ _WHERE = {
     "Metric": "gradbasics.validation",
     "TrainHistory": "gradbasics.history",
     "TrainingInterrupted": "gradbasics.history",
+    "UnitStats": "gradbasics.unitstats",
     "UpdateRule": "gradbasics.training",
     "batched_loss": "gradbasics.data",
+    "dead_units": "gradbasics.unitstats",
     "evaluate": "gradbasics.validation",
     "export_state_dict": "gradbasics.checkpoint",
     "legacy_data_step": "gradbasics.steps",
@@ -58,6 +62,7 @@ _WHERE = {
     "rules": "gradbasics.rules",
     "save_checkpoint": "gradbasics.checkpoint",
     "train_loop": "gradbasics.training",
+    "unit_stats": "gradbasics.unitstats",
 }
 
 __all__ = [
@@ -66,6 +71,7 @@ __all__ = [
     "ChainModel",
     "Checkpoint",
     "CheckpointError",
+    "DeadUnitsWarning",
     "DivergenceError",
     "EarlyStopping",
     "FrozenFirstModel",
@@ -74,9 +80,11 @@ __all__ = [
     "Metric",
     "TrainHistory",
     "TrainingInterrupted",
+    "UnitStats",
     "UpdateRule",
     "__version__",
     "batched_loss",
+    "dead_units",
     "evaluate",
     "export_state_dict",
     "legacy_data_step",
@@ -88,6 +96,7 @@ __all__ = [
     "rules",
     "save_checkpoint",
     "train_loop",
+    "unit_stats",
 ]
 
 

@@ -113,6 +113,11 @@ def check_payload(data: dict[str, Any], path: Path) -> None:
             isinstance(v, Tensor) for v in data[key].values()
         ):
             raise CheckpointError(f"{path} holds a bad {key} state (not a dict of tensors).")
+    stats = data.get("activation_stats") or {}
+    if not isinstance(stats, dict) or not all(
+        isinstance(v, Tensor) and v.dim() == 3 and v.shape[0] == 3 for v in stats.values()
+    ):
+        raise CheckpointError(f"{path} holds bad activation statistics.")
     gen = data["generator"]
     if not isinstance(gen, Tensor) or gen.dtype != torch.uint8 or gen.numel() != _GENERATOR_BYTES:
         raise CheckpointError(f"{path} holds a bad generator state: {_describe(gen)}.")

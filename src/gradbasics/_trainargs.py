@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from gradbasics._device import sanctioned_sync
 from gradbasics._validate import _describe, check_batch_size, check_data, check_lr
 from gradbasics.history import Callback
+from gradbasics.recording import check_names, default_names
 from gradbasics.steps import manual_sgd_step
 from gradbasics.validation import EarlyStopping
 
@@ -156,3 +157,46 @@ def progress_bar(epochs: int) -> Any:
             "progress=True needs tqdm; install it with: pip install 'gradbasics[progress]'"
         ) from exc
     return tqdm(total=epochs, unit="epoch")
+
+
+def check_record(
+    record: object,
+    probe: object,
+    core: torch.nn.Module,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    x: Tensor,
+) -> tuple[tuple[str, ...] | None, Tensor | None]:
+    """``record`` (a bool or submodule names) and ``probe`` (None or a batch of inputs)."""
+    if isinstance(record, bool):
+        names = default_names(core) if record else None
+    elif isinstance(record, str) or not isinstance(record, Sequence):
+        raise TypeError(
+            f"record must be True, False or a list of submodule names, got {_describe(record)}."
+        )
+    else:
+        names = check_names(core, record, what="record")
+    if probe is None:
+        return names, None
+    if names is None:
+        raise ValueError("probe needs record=True or a list of names to record, got record=False.")
+    if not isinstance(probe, Tensor):
+        raise TypeError(f"probe must be a torch.Tensor of inputs or None, got {_describe(probe)}.")
+    if not probe.is_floating_point() or (dtype is not None and probe.dtype != dtype):
+        raise TypeError(f"probe must have the model's dtype {dtype}, got {_describe(probe)}.")
+    if probe.dim() == 0 or probe.shape[0] == 0:
+        raise ValueError(f"probe must hold at least one row of inputs, got {_describe(probe)}.")
+    if x.numel() and probe.shape[1:] != x.shape[1:]:
+        raise ValueError(
+            f"probe must have the inputs' row shape {tuple(x.shape[1:])}, got rows of shape "
+            f"{tuple(probe.shape[1:])} (a probe of shape {tuple(probe.shape)})."
+        )
+    if probe.device.type != "cpu" and probe.device != device:
+        raise ValueError(
+            f"probe must be on the CPU or on the model's device {device}, got a probe on "
+            f"{probe.device}."
+        )
+    with sanctioned_sync():
+        if not bool(torch.isfinite(probe).all()):
+            raise ValueError("probe must be finite, got NaN or infinite value(s).")
+    return names, probe.detach()

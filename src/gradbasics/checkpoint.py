@@ -23,6 +23,7 @@ from gradbasics._validate import _describe, check_model
 from gradbasics._version import __version__
 from gradbasics.history import TrainHistory
 from gradbasics.rules import Rule
+from gradbasics.unitstats import UnitStats
 
 __all__ = [
     "Checkpoint",
@@ -157,6 +158,9 @@ def save_checkpoint(
         "epoch": count,
         "losses": [float(v) for v in hist.losses],
         "activations": {k: _compact(v) for k, v in hist.activations.items()},
+        "activation_stats": {
+            k: torch.stack(tuple(v)).to("cpu") for k, v in hist.activation_stats.items()
+        },
         "settings": {str(k): plain(v, f"settings[{k!r}]") for k, v in (settings or {}).items()},
         "history_extra": plain(hist.extras(), "history"),
         "scheduler": None if scheduler is None else plain(scheduler.state_dict(), "scheduler"),
@@ -325,6 +329,9 @@ def restore(
         torch.set_rng_state(data["generator"])
     extras = data.get("history_extra") or {}
     history = TrainHistory(list(data["losses"]), dict(data["activations"]), **extras)
+    history.activation_stats = {
+        k: UnitStats(*v) for k, v in (data.get("activation_stats") or {}).items()
+    }
     return Checkpoint(
         data["epoch"], history, dict(data["settings"]), ignored, dict(data.get("extra") or {})
     )

@@ -42,11 +42,14 @@ def _chain_gradients(device: torch.device) -> None:
 
 
 def _lr_regimes(device: torch.device) -> None:
+    import warnings
+
     import torch
 
     from gradbasics.history import DivergenceError
     from gradbasics.models import ChainModel
     from gradbasics.training import train_loop
+    from gradbasics.unitstats import DeadUnitsWarning
 
     print("\n2. Learning-rate regimes: 100 epochs of the chain at x=2, target=1")
     x = torch.tensor([2.0], device=device)
@@ -54,7 +57,9 @@ def _lr_regimes(device: torch.device) -> None:
     for lr in (1e-2, 1e-3, 1e-4):
         model = ChainModel(device=device)
         try:
-            history = train_loop(model, x, t, epochs=100, lr=lr)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", DeadUnitsWarning)
+                history = train_loop(model, x, t, epochs=100, lr=lr, record=["hidden2"])
         except DivergenceError as err:
             seen = " -> ".join(f"{v:.4g}" for v in err.history.losses)
             print(
@@ -69,6 +74,8 @@ def _lr_regimes(device: torch.device) -> None:
                 f"   lr={lr:g}: the ReLU died (w2*w1*x = {pre:.4g} <= 0), so w1 and w2 get "
                 f"zero gradient and the loss is stuck at {history.losses[-1]:g} = target^2"
             )
+            for warning in caught:
+                print(f"   DeadUnitsWarning: {warning.message}")
         else:
             w = ", ".join(f"{p.item():.4f}" for p in model.parameters())
             print(f"   lr={lr:g}: converged, loss {history.losses[-1]:.3g} at epoch 100, w=({w})")

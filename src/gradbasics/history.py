@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import Tensor
 
+from gradbasics.unitstats import UnitStats
+
 __all__ = ["Callback", "DivergenceError", "TrainHistory", "TrainingInterrupted"]
 
 
@@ -21,9 +23,18 @@ class TrainHistory:
     Attributes:
         losses: One float per completed epoch: the epoch's mean per-sample loss, each
             batch's loss taken before its update.
-        activations: With ``record=True``, one CPU tensor per recorded name, of shape
+        activations: With ``record=``, one CPU tensor per recorded name, of shape
             ``(epochs, *activation_shape)``: row ``e`` holds the activation of epoch
-            ``e``'s last forward pass, before its update. Empty otherwise.
+            ``e``'s last forward pass, before its update, or with ``probe=`` that of the
+            probe after epoch ``e``'s updates. Kept only while all rows fit in 64 MiB;
+            empty otherwise.
+        activation_stats: With ``record=``, the per-unit statistics of each recorded name
+            (:class:`~gradbasics.UnitStats` of float64 tensors of shape
+            ``(epochs, units)``: mean, standard deviation, dead fraction), always kept.
+        activation_labels: With ``record=``, a chart label for each recorded name, built
+            from the model (``"0: Linear(3→16)"``).
+        dead_units: With ``record=``, the units of each name that output 0 for every
+            recorded row in each of the last 3 epochs (see :func:`~gradbasics.dead_units`).
         val_losses: With ``val=``, the mean validation loss after each epoch.
         metrics: With ``metrics=``, each metric's mean on the validation rows after each
             epoch, by name.
@@ -35,6 +46,9 @@ class TrainHistory:
 
     losses: list[float] = field(default_factory=list)
     activations: dict[str, Tensor] = field(default_factory=dict)
+    activation_stats: dict[str, UnitStats] = field(default_factory=dict)
+    activation_labels: dict[str, str] = field(default_factory=dict)
+    dead_units: dict[str, list[int]] = field(default_factory=dict)
     val_losses: list[float] = field(default_factory=list)
     metrics: dict[str, list[float]] = field(default_factory=dict)
     lrs: list[float] = field(default_factory=list)
@@ -53,6 +67,8 @@ class TrainHistory:
     def extras(self) -> dict[str, object]:
         """The fields beyond losses and activations, as plain values (for checkpoints)."""
         return {
+            "activation_labels": dict(self.activation_labels),
+            "dead_units": {k: list(v) for k, v in self.dead_units.items()},
             "val_losses": list(self.val_losses),
             "metrics": {k: list(v) for k, v in self.metrics.items()},
             "lrs": list(self.lrs),

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from gradbasics._validate import _describe
 from gradbasics.history import TrainHistory
+from gradbasics.unitstats import UnitStats, unit_stats
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["plot_activations", "plot_losses"]
 
 
-def _new_figure(what: str) -> tuple[Figure, Any, Any]:
+def _new_figure(what: str, rows: int = 1) -> tuple[Figure, list[Any], Any]:
     try:
         import matplotlib
         from matplotlib.figure import Figure
@@ -23,8 +24,9 @@ def _new_figure(what: str) -> tuple[Figure, Any, Any]:
             f"{what} needs matplotlib; install it with: pip install 'gradbasics[plot]'"
         ) from exc
     # A bare Figure (no pyplot): no global state, no GUI backend, safe in scripts and tests.
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    return fig, fig.add_subplot(), matplotlib.colormaps["viridis"]
+    fig = Figure(figsize=(8, 5 if rows == 1 else 1 + 2.4 * rows), layout="constrained")
+    axes = [fig.add_subplot(rows, 1, i + 1) for i in range(rows)]
+    return fig, axes, matplotlib.colormaps["viridis"]
 
 
 def _check_history(history: object) -> TrainHistory:
@@ -36,26 +38,42 @@ def _check_history(history: object) -> TrainHistory:
 def plot_activations(
     history: TrainHistory,
     *,
+    kind: str = "mean",
     names: Sequence[str] | None = None,
     label_every: int = 5,
     title: str | None = None,
 ) -> Figure:
-    r"""Draw the notes' chart: neurons on x, activation on y, one line per epoch.
+    r"""Draw the recorded activations: the notes' chart, a heat map of units, or statistics.
 
-    Each recorded name is one position on the x axis (Input, Hidden, Output for
-    :class:`~gradbasics.FrozenFirstModel`). The value plotted for epoch :math:`e` and
-    neuron :math:`k` is the mean of that activation's elements,
+    ``kind="mean"`` is the notes' chart: each recorded name is one position on the x axis
+    (Input, Hidden, Output neuron for :class:`~gradbasics.FrozenFirstModel`), one line per
+    epoch, at the mean of the activation's elements (the activation itself for a single
+    input, as in the notes):
 
     .. math::
 
-        a_{e,k} = \frac{1}{|A_{e,k}|} \sum_j A_{e,k,j},
+        a_{e,k} = \frac{1}{|A_{e,k}|} \sum_j A_{e,k,j}.
 
-    which is the activation itself for a single input, as in the notes.
+    ``kind="units"`` draws one heat map per name, units by epochs, of each unit's mean
+    :math:`\mu_{e,u}` (see :func:`~gradbasics.unit_stats`): the view for wide layers.
+    ``kind="stats"`` draws, per name, the layer's mean and a band of one standard deviation
+    over all its rows and units, from the per-unit statistics,
+
+    .. math::
+
+        m_e = \frac{1}{U} \sum_u \mu_{e,u}, \qquad
+        s_e^2 = \frac{1}{U} \sum_u \bigl(\sigma_{e,u}^2 + \mu_{e,u}^2\bigr) - m_e^2,
+
+    with the share of activations that are exactly 0, :math:`\frac{1}{U} \sum_u d_{e,u}`,
+    on a second axis (a dead layer climbs to 1). The labels come from the model
+    (``history.activation_labels``: ``"0: Linear(3→16)"``).
 
     Args:
-        history: A history from ``train_loop(..., record=True)``.
+        history: A history from ``train_loop(..., record=...)``.
+        kind: ``"mean"``, ``"units"`` or ``"stats"``.
         names: Which recorded names to draw, in order (default: all, as recorded).
-        label_every: Put epoch 1 and every ``label_every``-th epoch in the legend.
+        label_every: With ``kind="mean"``, put epoch 1 and every ``label_every``-th epoch
+            in the legend.
         title: The chart's title.
 
     Returns:
@@ -63,37 +81,96 @@ def plot_activations(
 
     Raises:
         TypeError: If ``history`` is not a :class:`~gradbasics.TrainHistory`.
-        ValueError: If it holds no recorded activations, or a name was not recorded.
+        ValueError: If it holds no recorded activations, a name was not recorded, or
+            ``kind`` or ``label_every`` is not one of the values above.
         ImportError: If matplotlib is not installed.
     """
     hist = _check_history(history)
-    if not hist.activations:
+    recorded = list(hist.activation_stats) or list(hist.activations)
+    if not recorded:
         raise ValueError(
             "history must hold recorded activations (train with record=True), got none."
         )
-    chosen = list(hist.activations) if names is None else list(names)
-    unknown = [n for n in chosen if n not in hist.activations]
+    chosen = recorded if names is None else list(names)
+    unknown = [n for n in chosen if n not in recorded]
     if unknown:
-        raise ValueError(f"names must be recorded names {list(hist.activations)}, got {unknown}.")
+        raise ValueError(f"names must be recorded names {recorded}, got {unknown}.")
+    if kind not in ("mean", "units", "stats"):
+        raise ValueError(f"kind must be 'mean', 'units' or 'stats', got {kind!r}.")
     if isinstance(label_every, bool) or not isinstance(label_every, int) or label_every < 1:
         raise ValueError(f"label_every must be an int >= 1, got {label_every!r}.")
-    fig, ax, cmap = _new_figure("plot_activations")
-    # (epochs, neurons): the mean over each activation's elements
-    values = [hist.activations[n].flatten(1).double().mean(1).tolist() for n in chosen]
+    labels = [hist.activation_labels.get(n) or f"{n.capitalize()} neuron" for n in chosen]
+    if kind == "mean":
+        return _plot_means(hist, chosen, labels, label_every, title)
+    fig, axes, _ = _new_figure("plot_activations", rows=len(chosen))
+    for ax, name, label in zip(axes, chosen, labels, strict=True):
+        stats = _stats_of(hist, name)
+        epochs = stats.mean.shape[0]
+        if kind == "units":
+            image = ax.imshow(
+                stats.mean.T.cpu().numpy(),  # (units, epochs)
+                aspect="auto",
+                origin="lower",
+                interpolation="nearest",
+                extent=(0.5, epochs + 0.5, -0.5, stats.mean.shape[1] - 0.5),
+            )
+            fig.colorbar(image, ax=ax, label="unit mean")
+            ax.set_ylabel("Unit")
+        else:
+            _draw_band(ax, stats)
+        ax.set_title(label, fontsize="medium")
+    axes[-1].set_xlabel("Epoch")
+    fig.suptitle(title or ("Unit means per epoch" if kind == "units" else "Activation statistics"))
+    return fig
+
+
+def _plot_means(
+    hist: TrainHistory, chosen: list[str], labels: list[str], label_every: int, title: str | None
+) -> Figure:
+    fig, (ax,), cmap = _new_figure("plot_activations")
+    # (epochs,) per name: the mean over each activation's elements
+    values = [
+        hist.activations[n].flatten(1).double().mean(1).tolist()
+        if n in hist.activations
+        else hist.activation_stats[n].mean.mean(1).tolist()
+        for n in chosen
+    ]
     epochs = len(values[0]) if values else 0
     xs = list(range(1, len(chosen) + 1))
     for e in range(epochs):
         label = f"Epoch {e + 1}" if e == 0 or (e + 1) % label_every == 0 else None
         color = cmap(e / max(epochs - 1, 1))  # early epochs dark, late epochs light
         ax.plot(xs, [v[e] for v in values], marker="o", color=color, label=label)
-    ax.set_xticks(xs, [f"{n.capitalize()} neuron" for n in chosen])
-    ax.set_xlabel("Neuron")
+    ax.set_xticks(xs, labels, rotation=20 if max(map(len, labels)) > 14 else 0)
+    ax.set_xlabel("Neuron" if all(lb.endswith(" neuron") for lb in labels) else "Layer")
     ax.set_ylabel("Activation value")
     ax.set_title(title or "Activations per epoch")
     ax.grid(True)
     if epochs:
         ax.legend()
     return fig
+
+
+def _stats_of(hist: TrainHistory, name: str) -> UnitStats:
+    """A name's per-unit statistics: recorded, or computed from its recorded rows."""
+    if name in hist.activation_stats:
+        return hist.activation_stats[name]
+    return UnitStats.stack([unit_stats(row) for row in hist.activations[name]])
+
+
+def _draw_band(ax: Any, stats: UnitStats) -> None:
+    """The layer's mean with a one-std band; the share of exact zeros on a second axis."""
+    epochs = list(range(1, stats.mean.shape[0] + 1))
+    m = stats.mean.mean(1)  # (epochs,)
+    s = ((stats.std**2 + stats.mean**2).mean(1) - m**2).clamp(min=0).sqrt()  # (epochs,)
+    ax.plot(epochs, m.tolist(), marker=".", label="mean")
+    ax.fill_between(epochs, (m - s).tolist(), (m + s).tolist(), alpha=0.3, label="± 1 std")
+    ax.set_ylabel("Activation")
+    ax.grid(True)
+    zeros = ax.twinx()
+    zeros.plot(epochs, stats.dead.mean(1).tolist(), color="tab:red", linestyle="--")
+    zeros.set_ylim(-0.05, 1.05)
+    zeros.set_ylabel("Share of zeros", color="tab:red")
 
 
 def plot_losses(
@@ -117,7 +194,7 @@ def plot_losses(
         ImportError: If matplotlib is not installed.
     """
     hist = _check_history(history)
-    fig, ax, _ = _new_figure("plot_losses")
+    fig, (ax,), _ = _new_figure("plot_losses")
     ax.plot(range(1, len(hist.losses) + 1), hist.losses, marker=".", label="training")
     if hist.val_losses:
         epochs = range(1, len(hist.val_losses) + 1)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from types import TracebackType
 
-import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import Self
 
 from gradbasics._validate import _describe, check_model
+from gradbasics.unitstats import UnitStats, unit_stats
 
 __all__ = ["ActivationRecorder"]
 
@@ -32,14 +31,41 @@ def default_names(model: nn.Module) -> tuple[str, ...]:
     return leaves or ("output",)
 
 
+def activation_labels(model: nn.Module, names: Sequence[str]) -> dict[str, str]:
+    """Return a chart label for each recorded name, built from the model.
+
+    The gradbasics models keep the notes' labels ("Hidden neuron"); other models get the
+    name and what the submodule is: ``"0: Linear(3→16)"``, ``"1: ReLU"``.
+    """
+    if getattr(model, "activation_names", None) is not None:
+        return {n: f"{n.capitalize()} neuron" for n in names}
+    modules = dict(model.named_modules())
+    return {n: f"{n}: {_describe_module(modules.get(n, model))}" for n in names}
+
+
+def _describe_module(module: nn.Module) -> str:
+    kind = type(module).__name__
+    for fan_in, fan_out in (("in_features", "out_features"), ("in_channels", "out_channels")):
+        if hasattr(module, fan_in) and hasattr(module, fan_out):
+            return f"{kind}({getattr(module, fan_in)}\u2192{getattr(module, fan_out)})"
+    return kind
+
+
 class ActivationRecorder:
     r"""Record the latest output of named submodules while in a ``with`` block.
 
     On entry a forward hook is registered on each named submodule; every forward pass
     then stores the submodule's output, detached from the graph (not copied), under its
-    name in ``activations``, replacing the previous one, so memory stays bounded
-    however many passes run. On exit the hooks are removed, also when the block raises;
-    the last values stay readable. The recorder may be entered again later.
+    name in ``activations``, replacing the previous one. On exit the hooks are removed,
+    also when the block raises; the last values stay readable. The recorder may be entered
+    again later.
+
+    Memory is bounded however many passes run: one tensor per name, the latest output,
+    which the forward pass allocated anyway (a pass under ``torch.no_grad()`` frees it
+    otherwise, so the recorder then holds it until the next pass). With
+    ``statistics=True`` the hooks keep only the per-unit statistics of each output
+    (:func:`~gradbasics.unit_stats`: mean, standard deviation, dead fraction), three
+    float64 numbers per unit and name, and ``activations`` stays empty.
 
     For :class:`~gradbasics.ChainModel` the names are ``input``, ``hidden1``, ``hidden2``,
     ``output``
@@ -56,15 +82,21 @@ class ActivationRecorder:
         model: The module to observe.
         names: The submodule names to record (default: see above). ``"output"`` may name
             the model itself when it has no submodule of that name.
+        statistics: Keep each output's per-unit statistics in ``stats`` instead of the
+            output itself in ``activations``.
 
     Attributes:
         activations: The latest recorded tensor of each name (detached, not copied).
+        stats: With ``statistics=True``, the :class:`~gradbasics.UnitStats` of the latest
+            output of each name (float64, shape ``(units,)``).
         names: The names recorded, in order.
+        labels: A chart label for each name (``"0: Linear(3→16)"``).
 
     Raises:
-        TypeError: If ``model`` is not an ``nn.Module`` or ``names`` is not a sequence of
-            strings.
-        ValueError: If a name is not a submodule of ``model``.
+        TypeError: If ``model`` is not an ``nn.Module``, ``names`` is not a sequence of
+            strings or ``statistics`` not a bool.
+        ValueError: If ``names`` is empty or a name is not a submodule of ``model`` (the
+            message lists the known names).
 
     Example:
         >>> import torch
@@ -74,26 +106,26 @@ class ActivationRecorder:
         ...     _ = model(torch.tensor([2.0]))
         >>> {name: t.item() for name, t in rec.activations.items()}
         {'input': 2.0, 'hidden1': 6.0, 'hidden2': 24.0, 'output': 120.0}
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
+        >>> with ActivationRecorder(net, ["1"], statistics=True) as rec:
+        ...     _ = net(torch.zeros(5, 3))
+        >>> rec.labels["1"], tuple(rec.stats["1"].dead.shape)
+        ('1: ReLU', (4,))
     """
 
-    def __init__(self, model: nn.Module, names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, names: Sequence[str] | None = None, *, statistics: bool = False
+    ) -> None:
         self.model = check_model(model)
-        if names is None:
-            names = default_names(model)
-        elif isinstance(names, str) or not all(isinstance(n, str) for n in names):
-            raise TypeError(f"names must be a sequence of strings, got {_describe(names)}.")
+        if not isinstance(statistics, bool):
+            raise TypeError(f"statistics must be a bool, got {_describe(statistics)}.")
+        self.names: tuple[str, ...] = check_names(model, names, what="names")
         modules = dict(model.named_modules())
-        if "output" not in modules:
-            modules["output"] = model
-        missing = [n for n in names if n not in modules]
-        if missing:
-            raise ValueError(
-                f"names must name submodules of the model, got unknown name(s) {missing}; "
-                f"known: {sorted(n for n in modules if n)}."
-            )
-        self.names: tuple[str, ...] = tuple(names)
-        self._modules = [modules[n] for n in self.names]
+        self._modules = [modules.get(n, model) for n in self.names]
+        self.labels = activation_labels(model, self.names)
+        self.statistics = statistics
         self.activations: dict[str, Tensor] = {}
+        self.stats: dict[str, UnitStats] = {}
         self._handles: list[RemovableHandle] = []
 
     def __enter__(self) -> Self:
@@ -120,12 +152,37 @@ class ActivationRecorder:
             handle.remove()
         self._handles.clear()
 
-    def _hook(self, name: str) -> _Store:
+    def _hook(self, name: str) -> _Store | _StoreStats:
+        if self.statistics:
+            return _StoreStats(self.stats, name)
         return _Store(self.activations, name)
 
 
+def check_names(model: nn.Module, names: object, *, what: str) -> tuple[str, ...]:
+    """The names to record (default: :func:`default_names`), each naming a submodule."""
+    if names is None:
+        return default_names(model)
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise TypeError(f"{what} must be a sequence of strings, got {_describe(names)}.")
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{what} must be a sequence of strings, got {list(names)!r}.")
+    modules = {n for n, _ in model.named_modules()} | {"output"}
+    if not names:
+        raise ValueError(
+            f"{what} must name at least one submodule, got {list(names)!r}; "
+            f"known: {sorted(n for n in modules if n)}."
+        )
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise ValueError(
+            f"{what} must name submodules of the model, got unknown name(s) {missing}; "
+            f"known: {sorted(n for n in modules if n)}."
+        )
+    return tuple(names)
+
+
 class _Store:
-    """Forward hook that stores a module's detached tensor output under a name."""
+    """Forward hook that stores a module's detached output under a name."""
 
     __slots__ = ("name", "target")
 
@@ -138,62 +195,15 @@ class _Store:
             self.target[self.name] = output.detach()
 
 
-RECORD_LIMIT_BYTES = 4 << 30
-"""The most memory ``train_loop(record=True)`` may set aside for activation rows (4 GiB)."""
+class _StoreStats:
+    """Forward hook that stores the per-unit statistics of a module's output under a name."""
 
+    __slots__ = ("name", "target")
 
-def check_record_memory(recorder: ActivationRecorder, probe: Tensor, epochs: int) -> int:
-    """Refuse, before training, activation rows that would not fit; return their bytes.
+    def __init__(self, target: dict[str, UnitStats], name: str) -> None:
+        self.target = target
+        self.name = name
 
-    One forward pass of ``probe`` (the size of an epoch's last batch) under
-    ``torch.no_grad()`` and ``model.eval()`` (mode restored) measures the activations;
-    ``epochs`` rows of each must fit in :data:`RECORD_LIMIT_BYTES` and in half the
-    memory the machine has available.
-    """
-    model = recorder.model
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), recorder:
-            model(probe)
-    finally:
-        model.train(was_training)
-    per_epoch = sum(a.numel() * a.element_size() for a in recorder.activations.values())
-    recorder.activations.clear()
-    need = per_epoch * epochs
-    limit = RECORD_LIMIT_BYTES
-    if hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
-        limit = min(limit, os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2)
-    if need > limit:
-        raise ValueError(
-            f"record=True would keep {need / 2**20:.1f} MiB of activation rows "
-            f"({per_epoch} bytes per epoch for {epochs} epochs), more than the "
-            f"{limit / 2**20:.0f} MiB allowed (4 GiB, or half the available memory); "
-            "train fewer epochs per call, or record with an ActivationRecorder of your own."
-        )
-    return need
-
-
-class EpochRows:
-    """One row per epoch of each recorded activation, kept in CPU tensors for train_loop.
-
-    Each name's buffer is allocated once, ``(epochs, *shape)``, in pinned memory when the
-    activations live on a GPU, so an epoch's copy does not wait for the device. Rows of
-    epochs that were not recorded (before a resume from a run without recording) are NaN.
-    """
-
-    def __init__(self, epochs: int, pinned: bool) -> None:
-        self.epochs, self.pinned = epochs, pinned
-        self.rows: dict[str, Tensor] = {}
-
-    def keep(self, name: str, act: Tensor, epoch: int) -> None:
-        """Copy ``act`` into row ``epoch`` of ``name`` (non-blocking from a GPU)."""
-        if name not in self.rows:  # NaN marks an epoch not recorded (e.g. before a resume)
-            shape = (self.epochs, *act.shape)
-            fill = float("nan") if act.is_floating_point() else 0
-            self.rows[name] = torch.full(shape, fill, dtype=act.dtype, pin_memory=self.pinned)
-        self.rows[name][epoch].copy_(act, non_blocking=True)
-
-    def upto(self, epochs: int) -> dict[str, Tensor]:
-        """The rows of the first ``epochs`` epochs, by name."""
-        return {k: v[:epochs] for k, v in self.rows.items()}
+    def __call__(self, module: nn.Module, args: object, output: object) -> None:
+        if isinstance(output, Tensor) and output.numel():
+            self.target[self.name] = unit_stats(output)

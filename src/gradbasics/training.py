@@ -16,9 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from gradbasics import _trainargs as args
+from gradbasics._activationlog import ActivationLog, Recording, plan_rows
 from gradbasics._ckptcheck import check_writable, fingerprint, run_settings
 from gradbasics._device import sanctioned_sync, to_device
 from gradbasics._distributed import Ranks, ddp_ranks, unwrap
+from gradbasics._epochend import EpochEnd
 from gradbasics._interrupts import DeferredInterrupt
 from gradbasics._validate import (
     _describe,
@@ -43,7 +45,7 @@ from gradbasics.engines import (
 from gradbasics.engines import graph as graph_engine
 from gradbasics.engines.base import UpdateRule
 from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
-from gradbasics.recording import ActivationRecorder, EpochRows, check_record_memory
+from gradbasics.recording import ActivationRecorder
 from gradbasics.rules import Rule
 from gradbasics.schedules import Schedule
 from gradbasics.steps import legacy_data_step, manual_sgd_step
@@ -87,7 +89,8 @@ def train_loop(
     batch_size: int | None = None,
     loss_fn: LossFn | None = None,
     generator: torch.Generator | None = None,
-    record: bool = False,
+    record: bool | Sequence[str] = False,
+    probe: Tensor | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -156,8 +159,19 @@ def train_loop(
             tensor (default :func:`mse_loss`); a ``torch.nn`` loss with another
             ``reduction`` is refused, since the epoch loss weights batch means by rows.
         generator: CPU ``torch.Generator`` for the permutations (default: the global one).
-        record: Record the activations of each epoch's last forward pass into
-            ``history.activations`` (see :class:`ActivationRecorder` for the names).
+        record: Record activations after every epoch: ``True`` for the default names
+            (see :class:`ActivationRecorder`), or a list of submodule names (``["0",
+            "2"]`` for an ``nn.Sequential``). The per-unit statistics go to
+            ``history.activation_stats``, units dead for 3 epochs in a row to
+            ``history.dead_units`` (with a :class:`DeadUnitsWarning`), and whole rows to
+            ``history.activations`` while they fit in 64 MiB (decided before training;
+            above it, a warning says so once). Without ``probe`` the rows are those of
+            each epoch's last batch, before its update: a different random batch every
+            epoch.
+        probe: A fixed batch of inputs, shaped like the inputs' rows, on the CPU or the
+            model's device. After each epoch's updates it runs once under
+            ``torch.no_grad()`` in eval mode (mode restored), and its activations are the
+            ones recorded, so epochs compare like with like. Needs ``record``.
         callbacks: Each is called as ``callback(epoch, history)`` after every epoch; one
             stops the run cleanly by calling ``history.stop()``.
         progress: Show a tqdm progress bar (needs ``pip install 'gradbasics[progress]'``).
@@ -249,6 +263,20 @@ def train_loop(
     rule = update if opt is None and isinstance(update, Rule) else None  # its state is saved
     lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
     core = unwrap(model)
+    names, probe = args.check_record(record, probe, core, device, dtype, x)
+    x, y = _placed(device, x, y)
+    sizes = [size] * (n // size) + ([n % size] if n % size else []) if n else []
+    recording = None
+    if names is not None and lead:  # measured now: a probe that does not fit changes nothing
+        recorder = ActivationRecorder(core, names)
+        probe = None if probe is None else to_device(probe, device)
+        keep_rows = None  # a loader's last batch is measured when it comes
+        if probe is not None or loader is None:
+            first = probe if probe is not None else x[: sizes[-1]]
+            keep_rows = plan_rows(
+                recorder, first, n_epochs, what="probe" if probe is not None else "inputs"
+            )
+        recording = Recording(recorder, probe, ActivationLog(n_epochs, keep_rows))
     if val_data is not None:  # the loss and metrics on a few rows, before any change
         k = min(size or val_data[0].shape[0], 8)
         validate_sums(core, *_placed(device, val_data[0][:k], val_data[1][:k]), fn, named, k)
@@ -261,31 +289,26 @@ def train_loop(
         if best is not None:
             best.load(restored.extra.get("early_stopping"))
 
-    # 2. Set up: data on the model's device once, the activation rows, one engine.
-    x, y = _placed(device, x, y)
+    # 2. Set up: data on the model's device once, the activation log, one engine.
     val_data = None if val_data is None else _placed(device, *val_data)
-    sizes = [size] * (n // size) + ([n % size] if n % size else []) if n else []
-    recorder = ActivationRecorder(core) if record and lead else None
-    if recorder is not None and loader is None:
-        check_record_memory(recorder, x[: sizes[-1]], n_epochs)
-    rows = EpochRows(n_epochs, pinned=device.type == "cuda")
-    for name, saved in history.activations.items():  # resumed rows
-        for e in range(start):
-            rows.keep(name, saved[e], e)
+    if recording is not None:
+        recording.restore(history, start)
+    in_steps = recording.recorder if recording is not None and probe is None else None
     interrupts = DeferredInterrupt()
-    run = Run(model, params, fn, x, y, size, sizes, gen, opt, update, rate, recorder, interrupts,
+    run = Run(model, params, fn, x, y, size, sizes, gen, opt, update, rate, in_steps, interrupts,
               loader, clip, schedule.after_step, named if train_metrics else None)  # fmt: skip
 
     # 3. Epochs: the engine runs the steps; validate, record, stop, save, report here.
     def save(epoch: int) -> None:
         assert ckpt is not None
+        report.publish(history)
         save_checkpoint(
             ckpt, core, epoch=epoch + 1, history=history, optimizer=opt, generator=gen,
             settings=settings, rule=rule, scheduler=schedule,
             extra={"early_stopping": None if best is None else best.state()},
         )  # fmt: skip
 
-    report = _EpochEnd(core, fn, named, size, train_metrics, val_data, recorder, rows, best,
+    report = EpochEnd(core, fn, named, size, train_metrics, val_data, recording, best,
                        schedule, monitor)  # fmt: skip
     end = start if history.stopped_epoch is not None else n_epochs  # a resumed early stop
     was_training, bar = model.training, None
@@ -303,13 +326,13 @@ def train_loop(
                 try:
                     history.losses.append(engine.run_epoch(epoch))
                 except Diverged as bad:
-                    done = replace(
-                        history, losses=list(history.losses), activations=rows.upto(epoch)
-                    )
+                    report.publish(history)
+                    done = replace(history, losses=list(history.losses))
                     raise DivergenceError(
                         epoch, done, bad.value, engine.last_finite, n_epochs
                     ) from None
                 except Interrupted:
+                    report.publish(history)
                     raise TrainingInterrupted(epoch, history, n_epochs) from None
                 history.lrs.append(rate_now)
                 stop = report.after(epoch, engine, history)
@@ -319,6 +342,8 @@ def train_loop(
                 if bar is not None:
                     bar.set_postfix(_postfix(history), refresh=False)
                     bar.update(1)
+                if hooks:
+                    report.publish(history)
                 for cb in hooks:
                     cb(epoch, history)
                 if history.stop_requested and not stop:  # a callback's stop: saved with it
@@ -327,6 +352,7 @@ def train_loop(
                         save(epoch)
                 if stop:
                     break
+            report.publish(history)
             if interrupts.pending:  # a Ctrl-C after the last step is not swallowed
                 raise TrainingInterrupted(n_epochs, history, n_epochs)
             if best is not None and best.rule.restore_best:
@@ -365,78 +391,10 @@ def _refuse_combinations(
         )
 
 
-class _EpochEnd:
-    """What follows an epoch's steps: metrics, validation, recording, early stopping."""
-
-    def __init__(
-        self,
-        core: nn.Module,
-        loss_fn: LossFn,
-        metrics: dict[str, Metric],
-        size: int,
-        train_metrics: bool,
-        val: tuple[Tensor, Tensor] | None,
-        recorder: ActivationRecorder | None,
-        rows: EpochRows,
-        best: BestWeights | None,
-        schedule: Schedule,
-        monitor: str,
-    ) -> None:
-        self.core, self.loss_fn, self.metrics, self.size = core, loss_fn, metrics, size
-        self.train_metrics, self.val, self.recorder, self.rows = train_metrics, val, recorder, rows
-        self.best, self.schedule, self.monitor = best, schedule, monitor
-
-    def after(self, epoch: int, engine: Engine, history: TrainHistory) -> bool:
-        """Fill the epoch's history; return whether early stopping ends the run."""
-        if self.train_metrics:
-            for name, value in engine.training_metrics().items():
-                history.metrics.setdefault(f"train_{name}", []).append(value)
-        if self.val is not None:
-            _validate(self.core, self.val, self.loss_fn, self.metrics, self.size, history)
-        if self.recorder is not None:
-            for name, act in self.recorder.activations.items():
-                self.rows.keep(name, act, epoch)
-            history.activations = self.rows.upto(epoch + 1)
-        best, schedule = self.best, self.schedule
-        if best is None and schedule.kind == "none":  # nothing watches the monitored value
-            return False
-        value = _monitored(history, self.monitor)
-        stop = best is not None and best.update(epoch, value)
-        history.best_epoch = None if best is None else best.best_epoch
-        history.stopped_epoch = epoch if stop else None
-        schedule.end_epoch(value)
-        return stop
-
-
-def _validate(
-    model: nn.Module,
-    data: tuple[Tensor, Tensor],
-    loss_fn: LossFn,
-    metrics: dict[str, Metric],
-    size: int,
-    history: TrainHistory,
-) -> None:
-    """Append the epoch's validation loss and metrics (one host read for all)."""
-    sums = validate_sums(model, data[0], data[1], loss_fn, metrics, size or data[0].shape[0])
-    with sanctioned_sync():
-        values = (sums / data[0].shape[0]).tolist()
-    history.val_losses.append(values[0])
-    for name, value in zip(metrics, values[1:], strict=True):
-        history.metrics.setdefault(name, []).append(value)
-
-
 def _placed(device: torch.device, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Data detached (the user's tensors never collect a ``.grad``) and on ``device``."""
     with sanctioned_sync():
         return to_device(inputs.detach(), device), to_device(targets.detach(), device)
-
-
-def _monitored(history: TrainHistory, name: str) -> float:
-    if name == "loss":
-        return history.losses[-1]
-    if name == "val_loss":
-        return history.val_losses[-1]
-    return history.metrics[name][-1]
 
 
 def _postfix(history: TrainHistory) -> dict[str, str]:
