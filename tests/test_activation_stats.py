@@ -19,8 +19,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gradbasics import (
     ActivationRecorder,
+    Callback,
     ChainModel,
     DeadUnitsWarning,
+    DivergenceError,
     TrainHistory,
     UnitStats,
     dead_units,
@@ -335,3 +337,29 @@ def test_plot_kinds_draw_the_statistics() -> None:
     )
     with pytest.raises(ValueError, match=r"kind must be 'mean', 'units' or 'stats', got 'x'"):
         plot_activations(history, kind="x")
+
+
+@pytest.mark.filterwarnings("ignore::gradbasics.DeadUnitsWarning")  # one unit dies here
+def test_callbacks_and_errors_see_the_statistics_of_every_completed_epoch() -> None:
+    x, t = _data(64)
+    seen: list[tuple[int, int, int]] = []
+
+    def look(epoch: int, history: TrainHistory) -> None:
+        stats = history.activation_stats["2"]
+        seen.append((epoch, stats.mean.shape[0], history.activations["2"].shape[0]))
+
+    def run(callbacks: list[Callback]) -> TrainHistory:
+        return train_loop(_mlp(), x, t, epochs=4, lr=0.02, batch_size=32, record=["2"],
+                          probe=x[:6], callbacks=callbacks,
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+
+    watched, alone = run([look]), run([])
+    assert seen == [(e, e + 1, e + 1) for e in range(4)]
+    for a, b in zip(watched.activation_stats["2"], alone.activation_stats["2"], strict=True):
+        assert torch.equal(a, b)  # kept lazily or not: the same numbers
+    with pytest.raises(DivergenceError) as err:
+        train_loop(ChainModel(), torch.tensor([2.0]), torch.tensor([1.0]), epochs=10, lr=0.01,
+                   record=True)  # fmt: skip
+    kept = err.value.history
+    assert kept.activation_stats["output"].mean.shape == (2, 1)  # the two finite epochs
+    assert kept.activations["output"].shape == (2, 1)
