@@ -37,6 +37,24 @@ exclude_patterns = ["_build"]
 sphinx_gallery_conf = gallery.CONF  # read by sphinx_gallery.gen_gallery
 
 
+# Translations (gettext): docs/locale/zh_CN/LC_MESSAGES/PAGE.po, one file per page, built
+# with -D language=zh_CN into build/docs/html/zh_CN (see the Makefile's docs target).
+locale_dirs = ["locale/"]
+gettext_compact = False
+gettext_uuid = False
+templates_path = ["_templates"]
+html_sidebars = {
+    "**": [
+        "sidebar/brand.html",
+        "sidebar/language.html",  # every page links to itself in the other language
+        "sidebar/search.html",
+        "sidebar/scroll-start.html",
+        "sidebar/navigation.html",
+        "sidebar/scroll-end.html",
+        "sidebar/variant-selector.html",
+    ]
+}
+
 nitpicky = True
 html_theme = "furo"
 html_title = f"gradbasics {release}"

@@ -6,11 +6,13 @@ render in a headless browser that cannot reach the network.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,15 +22,17 @@ BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def html(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The HTML docs, built once for this module (as ``make docs`` builds them)."""
+    """The HTML docs in both languages, built once for this module (as ``make docs`` does)."""
     out = tmp_path_factory.mktemp("html")
-    result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-q", "-b", "html", str(DOCS), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
+    for language, folder in (("en", out), ("zh_CN", out / "zh_CN")):
+        result = subprocess.run(
+            [sys.executable, "-m", "sphinx", "-q", "-b", "html", "-D", f"language={language}",
+             str(DOCS), str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
     return out
 
 
@@ -49,7 +53,10 @@ def test_no_page_loads_a_script_stylesheet_or_font_from_the_network(html: Path) 
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no chromium here: apt-get install chromium")
-def test_formulas_render_in_a_browser_without_network(html: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("page", ["tutorial.html", "zh_CN/tutorial.html"])
+def test_formulas_render_in_a_browser_without_network(
+    html: Path, tmp_path: Path, page: str
+) -> None:
     assert BROWSER is not None
     dom = subprocess.run(
         [
@@ -57,7 +64,7 @@ def test_formulas_render_in_a_browser_without_network(html: Path, tmp_path: Path
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000",
-            "--dump-dom", (html / "tutorial.html").as_uri(),
+            "--dump-dom", (html / page).as_uri(),
         ],
         capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
@@ -66,3 +73,73 @@ def test_formulas_render_in_a_browser_without_network(html: Path, tmp_path: Path
     raw = re.findall(r"\\\(|\\\[|\\frac|\\leftarrow", text)
     assert rendered >= 20, f"only {rendered} formulas rendered"
     assert raw == [], f"formulas left as raw TeX: {raw[:5]}"
+
+
+SWITCH = re.compile(r'<div class="sidebar-language"[^>]*>.*?<a href="([^"]+)"', re.S)
+
+
+def test_every_page_links_to_itself_in_the_other_language(html: Path) -> None:
+    english = sorted(p for p in html.rglob("*.html") if not p.is_relative_to(html / "zh_CN"))
+    english = [p for p in english if "_modules" not in p.parts and p.name != "genindex.html"]
+    assert len(english) >= 20
+    for page in english:
+        (there,) = SWITCH.findall(page.read_text())
+        other = (page.parent / there).resolve()
+        assert other == (html / "zh_CN" / page.relative_to(html)).resolve(), page
+        assert other.is_file(), there
+        (back,) = SWITCH.findall(other.read_text())
+        assert (other.parent / back).resolve() == page.resolve(), other
+
+
+def test_the_chinese_pages_translate_the_text_and_keep_the_code(html: Path) -> None:
+    from babel.messages.pofile import read_po
+
+    locale = DOCS / "locale" / "zh_CN" / "LC_MESSAGES"
+    pages = sorted(p.stem for p in locale.glob("*.po"))
+    assert pages == ["guide", "index", "pitfalls", "tutorial"]
+    for page in pages:
+        en, zh = (html / f"{page}.html").read_text(), (html / "zh_CN" / f"{page}.html").read_text()
+        with (locale / f"{page}.po").open("rb") as fh:
+            plain = [m.string for m in read_po(fh) if m.id and m.string != m.id]
+        heading = next(t for t in plain if not re.search(r"[`:*\\\n]", str(t)))  # plain text
+        assert f">{heading}<" in zh and f">{heading}<" not in en, (page, heading)
+        assert 'lang="zh-CN"' in zh.split(">", 2)[1]  # the <html> element
+        code = re.compile(r'<div class="highlight[^"]*"><pre>(.*?)</pre>', re.S)
+        assert code.findall(zh) == code.findall(en), page  # the same code, run the same way
+        assert len(code.findall(en)) >= 1
+
+
+def test_the_translation_check_flags_untranslated_and_fuzzy_messages(tmp_path: Path) -> None:
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    check = _load_tool("check_translations")
+    (tmp_path / "pot").mkdir()
+    (tmp_path / "po").mkdir()
+    template, done = Catalog(), Catalog(locale="zh_CN")
+    for msgid in ("Loss", "Gradient", "Learning rate"):
+        template.add(msgid)
+    done.add("Loss", "损失")
+    done.add("Gradient", "梯度", flags=["fuzzy"])
+    with (tmp_path / "pot" / "page.pot").open("wb") as fh:
+        write_po(fh, template)
+    with (tmp_path / "po" / "page.po").open("wb") as fh:
+        write_po(fh, done)
+    found = check.problems(tmp_path / "pot", tmp_path / "po")
+    assert found == [
+        "page: fuzzy message 'Gradient'",
+        "page: untranslated message 'Learning rate'",
+    ]
+    done["Gradient"].flags.discard("fuzzy")
+    done.add("Learning rate", "学习率")
+    with (tmp_path / "po" / "page.po").open("wb") as fh:
+        write_po(fh, done)
+    assert check.problems(tmp_path / "pot", tmp_path / "po") == []
+
+
+def _load_tool(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, DOCS.parent / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
