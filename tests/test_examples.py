@@ -42,6 +42,11 @@ EXPECTED: dict[str, list[str]] = {
         "SGD:     DivergenceError in epoch 3 of 300",
         f"loss {(5 * 4 * 3 * 2 - 1) ** 2:g} ->",
     ],
+    "13_activation_stats.py": [
+        "DeadUnitsWarning: ",
+        "dead units confirmed from the recorded rows: True",
+        "figure written to",
+    ],
     "12_train_your_own_model.py": [
         "ignored: ('optimizer',)",
         "loaded model's validation loss equals the best epoch's: True",
