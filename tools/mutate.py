@@ -245,8 +245,8 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     (S + "checkpoint.py", '        ignored = ("optimizer",)', "        ignored = ()", CK),
     (
         S + "training.py",
-        "        x, y = to_device(x.detach(), device), to_device(y.detach(), device)",
-        "        x, y = to_device(x, device), to_device(y, device)",
+        "        return to_device(inputs.detach(), device), to_device(targets.detach(), device)",
+        "        return to_device(inputs, device), to_device(targets, device)",
         CK,
     ),
     (
@@ -275,12 +275,12 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     ),
     # recording and plotting
     (
-        S + "recording.py",
-        '            fill = float("nan") if act.is_floating_point() else 0',
+        S + "_activationlog.py",
+        '            fill = float("nan") if dtype.is_floating_point else 0',
         "            fill = 0",
         CK,
     ),
-    (S + "recording.py", "    if need > limit:", "    if False:", CK),
+    (S + "_activationlog.py", "    if stats_need > limit:", "    if False:", CK),
     (
         S + "plotting.py",
         ".double().mean(1).tolist()",

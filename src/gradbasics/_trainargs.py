@@ -13,8 +13,11 @@ from torch.utils.data import DataLoader
 
 from gradbasics._device import sanctioned_sync
 from gradbasics._validate import _describe, check_batch_size, check_data, check_lr
+from gradbasics.engines import graph as graph_engine
+from gradbasics.engines.base import UpdateRule
 from gradbasics.history import Callback
 from gradbasics.recording import check_names, default_names
+from gradbasics.schedules import Schedule
 from gradbasics.steps import manual_sgd_step
 from gradbasics.validation import EarlyStopping
 
@@ -200,3 +203,30 @@ def check_record(
         if not bool(torch.isfinite(probe).all()):
             raise ValueError("probe must be finite, got NaN or infinite value(s).")
     return names, probe.detach()
+
+
+def refuse_combinations(
+    device: torch.device,
+    opt: torch.optim.Optimizer | None,
+    update: UpdateRule,
+    ddp: bool,
+    graph: bool,
+    loader: object,
+    schedule: Schedule,
+    train_metrics: bool,
+) -> None:
+    """Refuse, with the reason, options that cannot run together."""
+    why = graph_engine.refusal(device, opt, update, ddp) if graph else None
+    if why is not None:
+        raise ValueError(f"graph=True cannot serve this run: {why}.")
+    if loader is not None and (ddp or graph):
+        what = "distributed (DDP) runs" if ddp else "graph=True"
+        raise ValueError(f"{what} need tensors, not a DataLoader: pass inputs and targets.")
+    if graph and schedule.kind != "none":
+        raise ValueError(
+            "graph=True cannot serve this run: a captured step has its learning rate fixed."
+        )
+    if train_metrics and (ddp or graph):
+        raise ValueError(
+            "train_metrics=True needs the one-process, uncaptured step (not DDP, not graph)."
+        )

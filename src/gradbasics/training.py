@@ -42,7 +42,6 @@ from gradbasics.engines import (
     Interrupted,
     Run,
 )
-from gradbasics.engines import graph as graph_engine
 from gradbasics.engines.base import UpdateRule
 from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
 from gradbasics.recording import ActivationRecorder
@@ -254,7 +253,8 @@ def train_loop(
     if not isinstance(graph, bool):
         raise TypeError(f"graph must be a bool, got {_describe(graph)}.")
     ranks = ddp_ranks(model)  # None unless a process group is up and the model is DDP
-    _refuse_combinations(device, opt, update, ranks, graph, loader, schedule, train_metrics)
+    args.refuse_combinations(device, opt, update, ranks is not None, graph, loader, schedule,
+                             train_metrics)  # fmt: skip
     rows_of = n if loader is None else len(getattr(loader, "dataset", ())) or None
     settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows_of, batch_size=size)
     if ckpt is not None and loader is None:  # resuming on other data is refused
@@ -362,33 +362,6 @@ def train_loop(
         if bar is not None:
             bar.close()
     return history
-
-
-def _refuse_combinations(
-    device: torch.device,
-    opt: torch.optim.Optimizer | None,
-    update: UpdateRule,
-    ranks: Ranks | None,
-    graph: bool,
-    loader: object,
-    schedule: Schedule,
-    train_metrics: bool,
-) -> None:
-    """Refuse, with the reason, options that cannot run together."""
-    why = graph_engine.refusal(device, opt, update, ranks is not None) if graph else None
-    if why is not None:
-        raise ValueError(f"graph=True cannot serve this run: {why}.")
-    if loader is not None and (ranks is not None or graph):
-        what = "distributed (DDP) runs" if ranks is not None else "graph=True"
-        raise ValueError(f"{what} need tensors, not a DataLoader: pass inputs and targets.")
-    if graph and schedule.kind != "none":
-        raise ValueError(
-            "graph=True cannot serve this run: a captured step has its learning rate fixed."
-        )
-    if train_metrics and (ranks is not None or graph):
-        raise ValueError(
-            "train_metrics=True needs the one-process, uncaptured step (not DDP, not graph)."
-        )
 
 
 def _placed(device: torch.device, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
