@@ -12,7 +12,7 @@ from torch import Tensor
 from gradbasics._device import sanctioned_sync
 from gradbasics.history import TrainHistory
 from gradbasics.recording import ActivationRecorder
-from gradbasics.unitstats import DeadUnitsWarning, UnitStats, dead_units, unit_stats
+from gradbasics.unitstats import DeadUnitsWarning, UnitStats, _units, dead_units, unit_stats
 
 __all__: list[str] = []
 
@@ -54,7 +54,7 @@ def plan_rows(recorder: ActivationRecorder, probe: Tensor, epochs: int, *, what:
                          f"{exc}") from exc  # fmt: skip
     acts = recorder.activations
     per_epoch = sum(a.numel() * a.element_size() for a in acts.values())
-    units = sum(a.shape[-1] if a.dim() > 1 else 1 for a in acts.values())
+    units = sum(_units(a) for a in acts.values())
     recorder.activations.clear()
     stats_need, limit = 3 * 8 * units * epochs, STATS_LIMIT_BYTES
     if hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
@@ -66,7 +66,7 @@ def plan_rows(recorder: ActivationRecorder, probe: Tensor, epochs: int, *, what:
             "allowed (4 GiB, or half the available memory); train fewer epochs per call, "
             "or record fewer layers."
         )
-    return _rows_fit(per_epoch, epochs, stacklevel=4)
+    return _rows_fit(per_epoch, epochs, stacklevel=5)
 
 
 def _rows_fit(per_epoch: int, epochs: int, *, stacklevel: int) -> bool:
@@ -207,7 +207,7 @@ def _groups(acts: dict[str, Tensor]) -> list[_Group]:
     found: dict[int, list[tuple[str, int, tuple[int, ...], torch.dtype]]] = {}
     for name, act in acts.items():
         if act.numel():
-            width = act.shape[-1] if act.dim() > 1 else 1
+            width = _units(act)
             entry = (name, width, tuple(act.shape), act.dtype)
             found.setdefault(act.numel() // width, []).append(entry)
     return [
@@ -226,6 +226,26 @@ class Recording:
     def __init__(self, recorder: ActivationRecorder, probe: Tensor | None, log: ActivationLog):
         self.recorder, self.probe, self.log = recorder, probe, log
         self.done = 0
+
+    @classmethod
+    def start(
+        cls, recorder: ActivationRecorder, probe: Tensor | None, last: Tensor | None, epochs: int
+    ) -> Recording:
+        """Plan the log from one measuring pass of ``probe`` (else of ``last``, the last batch).
+
+        With a loader (``last`` None and no probe) the rows are measured when they come.
+        """
+        keep_rows = None
+        if probe is not None:
+            keep_rows = plan_rows(recorder, probe, epochs, what="probe")
+        elif last is not None:
+            keep_rows = plan_rows(recorder, last, epochs, what="inputs")
+        return cls(recorder, probe, ActivationLog(epochs, keep_rows))
+
+    @property
+    def in_steps(self) -> ActivationRecorder | None:
+        """The recorder the training steps use: none when a probe is recorded instead."""
+        return self.recorder if self.probe is None else None
 
     def restore(self, history: TrainHistory, start: int) -> None:
         """Start from the first ``start`` epochs of a resumed history."""

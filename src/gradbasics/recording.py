@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Any
 
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -152,10 +153,10 @@ class ActivationRecorder:
             handle.remove()
         self._handles.clear()
 
-    def _hook(self, name: str) -> _Store | _StoreStats:
+    def _hook(self, name: str) -> _Store:
         if self.statistics:
-            return _StoreStats(self.stats, name)
-        return _Store(self.activations, name)
+            return _Store(self.stats, name, _stats_of)
+        return _Store(self.activations, name, Tensor.detach)
 
 
 def check_names(model: nn.Module, names: object, *, what: str) -> tuple[str, ...]:
@@ -182,28 +183,20 @@ def check_names(model: nn.Module, names: object, *, what: str) -> tuple[str, ...
 
 
 class _Store:
-    """Forward hook that stores a module's detached output under a name."""
+    """Forward hook that stores what ``keep`` makes of a module's output, under a name."""
 
-    __slots__ = ("name", "target")
+    __slots__ = ("keep", "name", "target")
 
-    def __init__(self, target: dict[str, Tensor], name: str) -> None:
-        self.target = target
-        self.name = name
+    def __init__(self, target: dict[str, Any], name: str, keep: Callable[[Tensor], object]) -> None:
+        self.target, self.name, self.keep = target, name, keep
 
     def __call__(self, module: nn.Module, args: object, output: object) -> None:
         if isinstance(output, Tensor):
-            self.target[self.name] = output.detach()
+            kept = self.keep(output)
+            if kept is not None:
+                self.target[self.name] = kept
 
 
-class _StoreStats:
-    """Forward hook that stores the per-unit statistics of a module's output under a name."""
-
-    __slots__ = ("name", "target")
-
-    def __init__(self, target: dict[str, UnitStats], name: str) -> None:
-        self.target = target
-        self.name = name
-
-    def __call__(self, module: nn.Module, args: object, output: object) -> None:
-        if isinstance(output, Tensor) and output.numel():
-            self.target[self.name] = unit_stats(output)
+def _stats_of(output: Tensor) -> UnitStats | None:
+    """The per-unit statistics of an output (None for an empty one: nothing to describe)."""
+    return unit_stats(output) if output.numel() else None

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gradbasics import _trainargs as args
-from gradbasics._activationlog import ActivationLog, Recording, plan_rows
+from gradbasics._activationlog import Recording
 from gradbasics._ckptcheck import check_writable, fingerprint, run_settings
 from gradbasics._device import sanctioned_sync, to_device
 from gradbasics._distributed import Ranks, ddp_ranks, unwrap
@@ -268,15 +268,9 @@ def train_loop(
     sizes = [size] * (n // size) + ([n % size] if n % size else []) if n else []
     recording = None
     if names is not None and lead:  # measured now: a probe that does not fit changes nothing
-        recorder = ActivationRecorder(core, names)
-        probe = None if probe is None else to_device(probe, device)
-        keep_rows = None  # a loader's last batch is measured when it comes
-        if probe is not None or loader is None:
-            first = probe if probe is not None else x[: sizes[-1]]
-            keep_rows = plan_rows(
-                recorder, first, n_epochs, what="probe" if probe is not None else "inputs"
-            )
-        recording = Recording(recorder, probe, ActivationLog(n_epochs, keep_rows))
+        on_device = None if probe is None else to_device(probe, device)
+        last = None if loader is not None else x[: sizes[-1]]
+        recording = Recording.start(ActivationRecorder(core, names), on_device, last, n_epochs)
     if val_data is not None:  # the loss and metrics on a few rows, before any change
         k = min(size or val_data[0].shape[0], 8)
         validate_sums(core, *_placed(device, val_data[0][:k], val_data[1][:k]), fn, named, k)
@@ -293,7 +287,7 @@ def train_loop(
     val_data = None if val_data is None else _placed(device, *val_data)
     if recording is not None:
         recording.restore(history, start)
-    in_steps = recording.recorder if recording is not None and probe is None else None
+    in_steps = None if recording is None else recording.in_steps
     interrupts = DeferredInterrupt()
     run = Run(model, params, fn, x, y, size, sizes, gen, opt, update, rate, in_steps, interrupts,
               loader, clip, schedule.after_step, named if train_metrics else None)  # fmt: skip

@@ -90,11 +90,15 @@ def unit_stats(activation: Tensor) -> UnitStats:
         raise TypeError(f"activation must be a real torch.Tensor, got {_describe(activation)}.")
     if activation.numel() == 0:
         raise ValueError(f"activation must hold at least one element, got {_describe(activation)}.")
-    units = activation.shape[-1] if activation.dim() > 1 else 1
-    a = activation.detach().reshape(-1, units).double()  # (rows, units)
+    a = activation.detach().reshape(-1, _units(activation)).double()  # (rows, units)
     std, mean = torch.std_mean(a, dim=0, correction=0)  # (units,) each
     dead = (a == 0).mean(0, dtype=torch.float64)  # (units,)
     return UnitStats(mean, std, dead)
+
+
+def _units(activation: Tensor) -> int:
+    """The number of units of an activation: its last dimension (1 for a 1-d tensor)."""
+    return activation.shape[-1] if activation.dim() > 1 else 1
 
 
 def dead_units(dead: Tensor, *, epochs: int = 3) -> list[int]:
