@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gradbasics import (
     ActivationRecorder,
-    Callback,
     ChainModel,
     DeadUnitsWarning,
     DivergenceError,
+    EpochFn,
     TrainHistory,
     UnitStats,
     dead_units,
@@ -348,7 +348,7 @@ def test_callbacks_and_errors_see_the_statistics_of_every_completed_epoch() -> N
         stats = history.activation_stats["2"]
         seen.append((epoch, stats.mean.shape[0], history.activations["2"].shape[0]))
 
-    def run(callbacks: list[Callback]) -> TrainHistory:
+    def run(callbacks: list[EpochFn]) -> TrainHistory:
         return train_loop(_mlp(), x, t, epochs=4, lr=0.02, batch_size=32, record=["2"],
                           probe=x[:6], callbacks=callbacks,
                           generator=torch.Generator().manual_seed(0))  # fmt: skip

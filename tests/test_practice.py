@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import gradbasics._trainargs as trainargs
+import gradbasics.callbacks.progress as progress_module
 from gradbasics import (
     EarlyStopping,
     TrainHistory,
@@ -338,7 +338,7 @@ def test_the_progress_bar_shows_the_epoch_just_finished(monkeypatch: pytest.Monk
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(trainargs, "progress_bar", lambda epochs: Bar())
+    monkeypatch.setattr(progress_module, "progress_bar", lambda epochs: Bar())
     x, t = _data()
     h = train_loop(_mlp(), x, t, epochs=2, lr=0.05, progress=True, val=_data(5, seed=2))
     assert shown == [

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from gradbasics._version import __version__
 
 if TYPE_CHECKING:
-    from gradbasics import rules
+    from gradbasics import callbacks, rules
+    from gradbasics.callbacks import Callback, EarlyStopping
     from gradbasics.checkpoint import (
         Checkpoint,
         CheckpointError,
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
         save_checkpoint,
     )
     from gradbasics.data import LossFn, batched_loss, mse_loss
-    from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
+    from gradbasics.history import DivergenceError, EpochFn, TrainHistory, TrainingInterrupted
     from gradbasics.models import ChainModel, FrozenFirstModel
     from gradbasics.plotting import plot_activations, plot_losses
     from gradbasics.recording import ActivationRecorder
@@ -29,18 +30,19 @@ if TYPE_CHECKING:
     from gradbasics.steps import legacy_data_step, manual_sgd_step
     from gradbasics.training import UpdateRule, train_loop
     from gradbasics.unitstats import DeadUnitsWarning, UnitStats, dead_units, unit_stats
-    from gradbasics.validation import EarlyStopping, Metric, evaluate
+    from gradbasics.validation import Metric, evaluate
 
 
 _WHERE = {
     "ActivationRecorder": "gradbasics.recording",
-    "Callback": "gradbasics.history",
+    "Callback": "gradbasics.callbacks",
     "ChainModel": "gradbasics.models",
     "Checkpoint": "gradbasics.checkpoint",
     "CheckpointError": "gradbasics.checkpoint",
     "DeadUnitsWarning": "gradbasics.unitstats",
     "DivergenceError": "gradbasics.history",
-    "EarlyStopping": "gradbasics.validation",
+    "EpochFn": "gradbasics.history",
+    "EarlyStopping": "gradbasics.callbacks",
     "FrozenFirstModel": "gradbasics.models",
     "LRSchedule": "gradbasics.schedules",
     "LossFn": "gradbasics.data",
@@ -50,6 +52,7 @@ _WHERE = {
     "UnitStats": "gradbasics.unitstats",
     "UpdateRule": "gradbasics.training",
     "batched_loss": "gradbasics.data",
+    "callbacks": "gradbasics.callbacks",
     "dead_units": "gradbasics.unitstats",
     "evaluate": "gradbasics.validation",
     "export_state_dict": "gradbasics.checkpoint",
@@ -74,6 +77,7 @@ __all__ = [
     "DeadUnitsWarning",
     "DivergenceError",
     "EarlyStopping",
+    "EpochFn",
     "FrozenFirstModel",
     "LRSchedule",
     "LossFn",
@@ -84,6 +88,7 @@ __all__ = [
     "UpdateRule",
     "__version__",
     "batched_loss",
+    "callbacks",
     "dead_units",
     "evaluate",
     "export_state_dict",
@@ -105,7 +110,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'gradbasics' has no attribute {name!r}")
     found = importlib.import_module(module)
-    value = found if name == "rules" else getattr(found, name)
+    value = found if name in ("rules", "callbacks") else getattr(found, name)
     globals()[name] = value  # once: later lookups do not come here
     return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from typing import NamedTuple
 
@@ -24,6 +25,19 @@ STATS_LIMIT_BYTES = 4 << 30
 
 DEAD_AFTER = 3
 """Epochs in a row a unit must be dead (0 for every row) to count in ``dead_units``."""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first frame outside gradbasics.
+
+    Call it in the function that warns: callbacks and hooks sit between it and the
+    user's call of train_loop, at a depth no constant knows.
+    """
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def probe_pass(recorder: ActivationRecorder, probe: Tensor) -> None:
@@ -66,10 +80,10 @@ def plan_rows(recorder: ActivationRecorder, probe: Tensor, epochs: int, *, what:
             "allowed (4 GiB, or half the available memory); train fewer epochs per call, "
             "or record fewer layers."
         )
-    return _rows_fit(per_epoch, epochs, stacklevel=5)
+    return _rows_fit(per_epoch, epochs)
 
 
-def _rows_fit(per_epoch: int, epochs: int, *, stacklevel: int) -> bool:
+def _rows_fit(per_epoch: int, epochs: int) -> bool:
     """Whether ``epochs`` rows of ``per_epoch`` bytes fit; warn once when they do not."""
     if per_epoch * epochs <= ROWS_LIMIT_BYTES:
         return True
@@ -80,7 +94,7 @@ def _rows_fit(per_epoch: int, epochs: int, *, stacklevel: int) -> bool:
         "history.activation_stats holds the per-unit statistics. Pass a smaller probe= "
         "for whole rows.",
         UserWarning,
-        stacklevel=stacklevel,  # the user's call of train_loop
+        stacklevel=user_stacklevel(),
     )
     return False
 
@@ -116,7 +130,7 @@ class ActivationLog:
         """Keep epoch ``epoch``'s statistics (and rows); return whether a unit is all 0."""
         if self.keep_rows is None:  # a DataLoader: the size is known at the first batch
             per_epoch = sum(a.numel() * a.element_size() for a in acts.values())
-            self.keep_rows = _rows_fit(per_epoch, self.epochs, stacklevel=6)
+            self.keep_rows = _rows_fit(per_epoch, self.epochs)
         some_dead = False
         for group in _groups(acts):
             parts = [acts[n].reshape(-1, w) for n, w in zip(group.names, group.widths, strict=True)]
@@ -156,7 +170,7 @@ class ActivationLog:
                 f"{' ...' if len(units) > 10 else ''}). A smaller learning rate, another "
                 "initialisation or a leaky activation can keep them alive.",
                 DeadUnitsWarning,
-                stacklevel=5,  # the user's call of train_loop
+                stacklevel=user_stacklevel(),
             )
 
     def _flush(self) -> None:

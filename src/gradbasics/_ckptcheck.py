@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from gradbasics._ckptio import CheckpointError
+from gradbasics._device import sanctioned_sync
 from gradbasics._validate import _describe
 from gradbasics.rules import Rule
 
@@ -63,8 +64,13 @@ def run_settings(
     update: Callable[..., object],
     rows: int | None,
     batch_size: int | None,
-) -> dict[str, Any]:
-    """Describe a run in plain values, so a resumed run can be checked against it."""
+    loss_fn: Callable[..., object] | None = None,
+    data: tuple[Tensor, Tensor] | None = None,
+) -> LazySettings:
+    """Describe a run in plain values, so a resumed run can be checked against it.
+
+    The data's fingerprint (``data``) is taken only when a checkpoint asks for it.
+    """
     if optimizer is not None:
         rule = f"optimizer {type(optimizer).__module__}.{type(optimizer).__qualname__}"
     elif isinstance(update, Rule):  # the rule and its hyperparameters
@@ -72,7 +78,41 @@ def run_settings(
     else:
         rule = f"{getattr(update, '__module__', '?')}.{getattr(update, '__qualname__', '?')}"
     rate = None if lr is None else float(lr)
-    return {"update": rule, "lr": rate, "rows": rows, "batch_size": batch_size}
+    plain_settings = {"update": rule, "lr": rate, "rows": rows, "batch_size": batch_size}
+    if loss_fn is not None:
+        plain_settings["loss"] = describe_loss(loss_fn)
+    return LazySettings(plain_settings, data)
+
+
+class LazySettings(dict[str, Any]):
+    """A run's settings; the data's fingerprint is added on first use (it reads the data)."""
+
+    def __init__(self, settings: dict[str, Any], data: tuple[Tensor, Tensor] | None) -> None:
+        super().__init__(settings)
+        self.data = data
+
+    def complete(self) -> dict[str, Any]:
+        """The settings with the data's fingerprint (taken once)."""
+        if self.data is not None:
+            with sanctioned_sync():
+                self["data"] = fingerprint(*self.data)
+            self.data = None
+        return dict(self)
+
+
+def describe_loss(loss_fn: Callable[..., object]) -> str:
+    """A loss as plain text: its name, and an ``nn`` loss's plain settings."""
+    kind = loss_fn if not isinstance(loss_fn, nn.Module) else type(loss_fn)
+    name = (
+        f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', type(kind).__name__)}"
+    )
+    if isinstance(loss_fn, nn.Module):
+        plain_attrs = {k: v for k, v in sorted(vars(loss_fn).items())
+                       if not k.startswith("_") and k != "training"
+                       and (v is None or isinstance(v, bool | int | float | str))}  # fmt: skip
+        tensors = {k: tuple(v.shape) for k, v in loss_fn.named_buffers()}
+        name += f"({plain_attrs}, buffers {tensors})" if tensors else f"({plain_attrs})"
+    return name
 
 
 def fingerprint(inputs: Tensor, targets: Tensor) -> str:
@@ -212,8 +252,9 @@ def _same(a: object, b: object) -> bool:
 def check_settings(path: Path, saved: dict[str, Any], settings: dict[str, Any]) -> None:
     """Each saved setting must equal this run's (``data`` only when both have it)."""
     keys = set(saved) | set(settings)
-    if "data" not in saved:  # written before data fingerprints existed
-        keys.discard("data")
+    for late in ("data", "loss"):  # written before these were kept
+        if late not in saved:
+            keys.discard(late)
     diff = [
         f"{k}: saved {saved.get(k)!r}, now {settings.get(k)!r}"
         for k in sorted(keys)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -12,27 +10,22 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from gradbasics._device import sanctioned_sync
-from gradbasics._validate import _describe, check_batch_size, check_data, check_lr
-from gradbasics.engines import graph as graph_engine
-from gradbasics.engines.base import UpdateRule
-from gradbasics.history import Callback
+from gradbasics._validate import _describe, check_batch_size, check_data, check_int, check_lr
+from gradbasics.callbacks import (
+    ActivationRecording,
+    Callback,
+    Checkpointing,
+    EarlyStopping,
+    GradientClip,
+    ProgressBar,
+    Schedule,
+    TrainMetrics,
+    Validation,
+)
 from gradbasics.recording import check_names, default_names
-from gradbasics.schedules import Schedule
 from gradbasics.steps import manual_sgd_step
-from gradbasics.validation import EarlyStopping
 
 __all__: list[str] = []
-
-
-def check_callbacks(callbacks: object) -> list[Callback]:
-    """``callbacks``: a sequence of callables."""
-    if not isinstance(callbacks, Iterable) or callable(callbacks):
-        raise TypeError(f"callbacks must be a sequence of callables, got {_describe(callbacks)}.")
-    checked = list(callbacks)
-    for i, cb in enumerate(checked):
-        if not callable(cb):
-            raise TypeError(f"callbacks[{i}] must be callable, got {_describe(cb)}.")
-    return checked
 
 
 def check_rule(
@@ -121,47 +114,6 @@ def check_metric_use(metrics: dict[str, Any], has_val: bool, train: object) -> d
     return metrics
 
 
-def check_clip(value: object) -> float | None:
-    """``clip_grad_norm``: None or a finite number > 0."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"clip_grad_norm must be a number or None, got {_describe(value)}.")
-    if not math.isfinite(float(value)) or value <= 0:
-        raise ValueError(f"clip_grad_norm must be a finite number > 0, got {value!r}.")
-    return float(value)
-
-
-def check_monitor(stopper: object, has_val: bool, metrics: Iterable[str], train: bool) -> str:
-    """What early stopping (and ``ReduceLROnPlateau``) watch: a name the run records."""
-    names = list(metrics)
-    known = ["loss", *(["val_loss", *names] if has_val else [])]
-    known += [f"train_{m}" for m in names] if train else []
-    if stopper is None:
-        return "val_loss" if has_val else "loss"
-    if not isinstance(stopper, EarlyStopping):
-        raise TypeError(
-            f"early_stopping must be an EarlyStopping or None, got {_describe(stopper)}."
-        )
-    if stopper.monitor not in known:
-        raise ValueError(
-            f"early_stopping monitors {stopper.monitor!r}, which this run does not record; "
-            f"known: {known}" + ("" if has_val else " (val_loss and metrics need val=)") + "."
-        )
-    return stopper.monitor
-
-
-def progress_bar(epochs: int) -> Any:
-    """A tqdm bar over the epochs."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "progress=True needs tqdm; install it with: pip install 'gradbasics[progress]'"
-        ) from exc
-    return tqdm(total=epochs, unit="epoch")
-
-
 def check_record(
     record: object,
     probe: object,
@@ -205,28 +157,64 @@ def check_record(
     return names, probe.detach()
 
 
-def refuse_combinations(
-    device: torch.device,
-    opt: torch.optim.Optimizer | None,
-    update: UpdateRule,
-    ddp: bool,
-    graph: bool,
-    loader: object,
-    schedule: Schedule,
+def build_callbacks(
+    *,
+    val: tuple[Tensor, Tensor] | None,
+    metrics: dict[str, Any],
     train_metrics: bool,
-) -> None:
-    """Refuse, with the reason, options that cannot run together."""
-    why = graph_engine.refusal(device, opt, update, ddp) if graph else None
-    if why is not None:
-        raise ValueError(f"graph=True cannot serve this run: {why}.")
+    batch_size: int | None,
+    early_stopping: object,
+    scheduler: object,
+    scheduler_interval: object,
+    clip_grad_norm: object,
+    record: tuple[tuple[str, ...] | None, Tensor | None],
+    progress: object,
+    checkpoint: object,
+    checkpoint_every: object,
+    resume: object,
+) -> list[Callback]:
+    """train_loop's keywords as the callbacks they stand for (each checks its arguments)."""
+    built: list[Callback] = []
+    if val is not None:
+        built.append(Validation(*val, metrics=metrics, batch_size=batch_size))
+    if train_metrics:
+        built.append(TrainMetrics(metrics))
+    if early_stopping is not None:
+        if not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(
+                f"early_stopping must be an EarlyStopping or None, got {_describe(early_stopping)}."
+            )
+        built.append(early_stopping)
+    if scheduler is not None:
+        built.append(Schedule(scheduler, interval=str(scheduler_interval)))
+    elif scheduler_interval not in ("epoch", "batch"):
+        raise ValueError(
+            f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}."
+        )
+    if clip_grad_norm is not None:
+        built.append(GradientClip(clip_grad_norm))  # type: ignore[arg-type]
+    names, probe = record
+    if names is not None:
+        built.append(ActivationRecording(names, probe))
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, got {_describe(progress)}.")
+    if progress:
+        built.append(ProgressBar())
+    every = check_int(checkpoint_every, name="checkpoint_every", minimum=1)
+    if checkpoint is not None:
+        built.append(Checkpointing(checkpoint, every=every, resume=resume))  # type: ignore[arg-type]
+    elif resume:
+        raise ValueError("resume=True needs a checkpoint path, got checkpoint=None.")
+    return built
+
+
+def refuse_combinations(
+    ddp: bool, graph: bool, loader: object, opt: torch.optim.Optimizer | None,
+    schedule: Callback | None,
+) -> None:  # fmt: skip
+    """Refuse, with the reason, options that cannot run together (engines aside)."""
     if loader is not None and (ddp or graph):
         what = "distributed (DDP) runs" if ddp else "graph=True"
         raise ValueError(f"{what} need tensors, not a DataLoader: pass inputs and targets.")
-    if graph and schedule.kind != "none":
-        raise ValueError(
-            "graph=True cannot serve this run: a captured step has its learning rate fixed."
-        )
-    if train_metrics and (ddp or graph):
-        raise ValueError(
-            "train_metrics=True needs the one-process, uncaptured step (not DDP, not graph)."
-        )
+    if isinstance(schedule, Schedule):
+        schedule.check_optimizer(opt)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from gradbasics._ckptcheck import (
+    LazySettings,
     check_epoch,
     check_model_state,
     check_optimizer,
@@ -19,11 +22,22 @@ from gradbasics._ckptcheck import (
     plain,
 )
 from gradbasics._ckptio import CheckpointError, read, serialise, write_atomic
+from gradbasics._ckptstate import (
+    FORMAT,
+    callback_entries,
+    check_callbacks,
+    rng_state,
+    saved_history,
+    set_rng_state,
+    upgrade,
+)
 from gradbasics._validate import _describe, check_model
 from gradbasics._version import __version__
 from gradbasics.history import TrainHistory
 from gradbasics.rules import Rule
-from gradbasics.unitstats import UnitStats
+
+if TYPE_CHECKING:  # the callbacks package imports this module
+    from gradbasics.callbacks.base import Callback, Loop
 
 __all__ = [
     "Checkpoint",
@@ -48,6 +62,8 @@ class Checkpoint:
         ignored: What the file holds but was not restored, e.g. ``("optimizer",)`` when
             weights are loaded for inference without the optimizer they trained with.
         extra: What ``save_checkpoint(extra=...)`` kept.
+        callbacks: Each callback's ``{"settings": ..., "state": ...}``, by key (e.g. the
+            best weights of ``callbacks["EarlyStopping"]["state"]["weights"]``).
     """
 
     epoch: int
@@ -55,6 +71,7 @@ class Checkpoint:
     settings: dict[str, Any] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def check_path(path: object, *, name: str = "path") -> Path:
@@ -98,12 +115,15 @@ def save_checkpoint(
     rule: Rule | None = None,
     scheduler: Any = None,
     extra: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> None:
     """Write a checkpoint atomically: a temporary file, flush, fsync, then ``os.replace``.
 
-    It holds only tensors and plain Python values: the model's ``state_dict``, the
-    optimizer's or update rule's state (if any), the generator's state (or the global CPU
-    RNG's when None), the epoch count, the history and ``settings``. The file is a short
+    It holds only tensors and plain Python values (format 3): the model's ``state_dict``,
+    the optimizer's or update rule's state (if any), the generator's state (or the global
+    CPU RNG's when None), the global CPU RNG's state (and CUDA's, once CUDA is in use), the
+    epoch count, the history, ``settings``, and for each callback with settings or state
+    ``{key: {"settings": ..., "state": ...}}``. The file is a short
     header with a SHA-256 checksum of every byte after it, then what ``torch.save`` wrote,
     so a flipped bit anywhere (tensor data included) is refused on load, and the file is
     about the size of the tensors it holds. NumPy or ``Fraction`` numbers are stored as
@@ -119,12 +139,17 @@ def save_checkpoint(
         settings: Plain values describing the run (e.g. the update rule and lr), checked
             for equality by :func:`load_checkpoint`.
         rule: A rule object of :mod:`gradbasics.rules` whose state is saved.
-        scheduler: A learning-rate scheduler whose ``state_dict()`` is saved.
+        scheduler: Deprecated: a learning-rate scheduler whose ``state_dict()`` is saved
+            (under the callback key ``"scheduler"``); pass a
+            :class:`~gradbasics.callbacks.Schedule` in ``callbacks`` instead.
         extra: More plain values and tensors to keep, returned as ``Checkpoint.extra``.
+        callbacks: Callbacks whose settings and state are saved, by key.
 
     Raises:
-        TypeError: On arguments of the wrong type, or a value in ``settings`` that would
-            not load back (the message names its key).
+        TypeError: On arguments of the wrong type, or a value in ``settings``, ``extra``
+            or a callback's settings or state that would not load back (the message names
+            its key).
+        ValueError: On two callbacks with one key.
         OSError: If the file cannot be written (the message names ``path``; a full disk
             says so, and the previous checkpoint stays intact).
 
@@ -147,7 +172,20 @@ def save_checkpoint(
         raise TypeError(f"generator must be a torch.Generator or None, got {_describe(generator)}.")
     if settings is not None and not isinstance(settings, dict):
         raise TypeError(f"settings must be a dict or None, got {_describe(settings)}.")
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict or None, got {_describe(extra)}.")
+    entries = callback_entries(callbacks)
+    if scheduler is not None:
+        warnings.warn(
+            "save_checkpoint(scheduler=...) is deprecated: pass "
+            "callbacks=[gradbasics.callbacks.Schedule(scheduler)] instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        entries["scheduler"] = {"settings": None,
+                                "state": plain(scheduler.state_dict(), "scheduler")}  # fmt: skip
     payload: dict[str, Any] = {
+        "format": FORMAT,
         "gradbasics": __version__,
         "model_class": type(model).__name__,
         "model": {k: _compact(v) for k, v in model.state_dict().items()},
@@ -155,6 +193,7 @@ def save_checkpoint(
         "optimizer": _optimizer_state(optimizer) if optimizer is not None else None,
         "rule": rule.state_dict() if rule is not None else None,
         "generator": (generator.get_state() if generator is not None else torch.get_rng_state()),
+        "rng": rng_state(),
         "epoch": count,
         "losses": [float(v) for v in hist.losses],
         "activations": {k: _compact(v) for k, v in hist.activations.items()},
@@ -163,8 +202,8 @@ def save_checkpoint(
         },
         "settings": {str(k): plain(v, f"settings[{k!r}]") for k, v in (settings or {}).items()},
         "history_extra": plain(hist.extras(), "history"),
-        "scheduler": None if scheduler is None else plain(scheduler.state_dict(), "scheduler"),
         "extra": plain(dict(extra or {}), "extra"),
+        "callbacks": entries,
     }
     write_atomic(serialise(payload), target)
 
@@ -213,6 +252,7 @@ def load_checkpoint(
     settings: dict[str, Any] | None = None,
     rule: Rule | None = None,
     restore_rng: bool = False,
+    weights: str | None = None,
 ) -> Checkpoint:
     """Restore a checkpoint into ``model`` (and ``optimizer``, ``generator``), safely.
 
@@ -233,8 +273,11 @@ def load_checkpoint(
         settings: The current run's settings; each saved setting must equal it.
         rule: The rule object of :mod:`gradbasics.rules` to restore; its hyperparameters
             must equal the saved ones.
-        restore_rng: With no ``generator``, restore the saved state into torch's global
-            CPU generator (what resuming a run needs).
+        restore_rng: Restore the saved global RNG states (CPU, and CUDA where saved):
+            what resuming a run by hand needs.
+        weights: Load the weights a callback kept in its state instead of the last
+            epoch's: ``weights="EarlyStopping"`` loads the best epoch's weights of a run
+            with early stopping (``restore_best=True``).
 
     Returns:
         The epoch count, history and settings it holds, and what it did not restore.
@@ -257,15 +300,12 @@ def load_checkpoint(
         raise TypeError(f"rule must be a gradbasics.rules.Rule or None, got {_describe(rule)}.")
     if not isinstance(restore_rng, bool):
         raise TypeError(f"restore_rng must be a bool, got {_describe(restore_rng)}.")
+    if weights is not None and not isinstance(weights, str):
+        raise TypeError(f"weights must be a callback key (str) or None, got {_describe(weights)}.")
     return restore(
         source, model, optimizer, generator, settings, max_epoch=None, rule=rule,
-        rng=restore_rng, strict=False,
+        rng=restore_rng, strict=False, weights=weights,
     )  # fmt: skip
-
-
-def scheduler_kind(scheduler: Any) -> bool:
-    """Whether ``scheduler`` changes the optimizer's rate (a Schedule of train_loop or not)."""
-    return getattr(scheduler, "kind", "torch") in ("torch", "plateau")
 
 
 def restore(
@@ -279,24 +319,31 @@ def restore(
     rule: Rule | None = None,
     rng: bool = True,
     strict: bool = True,
-    scheduler: Any = None,
+    callbacks: Sequence[Callback] = (),
+    volatile: set[str] | frozenset[str] = frozenset(),
+    weights: str | None = None,
 ) -> Checkpoint:
     """Check everything in the checkpoint at ``source``, then restore it (see above).
 
-    ``strict`` (resuming a run) also refuses an optimizer state left unused and any change
-    of the optimizer's hyperparameters.
+    ``strict`` (resuming a run) also refuses an optimizer state left unused, any change
+    of the optimizer's hyperparameters but those in ``volatile`` (driven by a callback),
+    and callbacks whose settings differ or whose state is added or missing; their states
+    are checked here and loaded by the caller (:attr:`Checkpoint.callbacks`).
     """
     data = read(source)
     check_payload(data, source)
+    upgrade(data, source)
+    if weights is not None:
+        data["model"] = _weights_of(source, data, weights)
     if max_epoch is not None and data["epoch"] > max_epoch:
         raise CheckpointError(
             f"{source} holds {data['epoch']} epochs, more than the epochs={max_epoch} asked for."
         )
     check_model_state(source, model, data["model"])
+    history = saved_history(source, data)
     ignored: tuple[str, ...] = ()
-    if optimizer is not None:  # a scheduler owns the rate: its changes are expected
-        skip = ("lr",) if scheduler is not None and scheduler_kind(scheduler) else ()
-        check_optimizer(source, data, optimizer, hyper=strict, skip=skip)
+    if optimizer is not None:
+        check_optimizer(source, data, optimizer, hyper=strict, skip=tuple(volatile))
     elif data.get("optimizer_class") is not None:
         if strict:
             raise CheckpointError(
@@ -306,6 +353,8 @@ def restore(
         ignored = ("optimizer",)
     if settings is not None:
         check_settings(source, data["settings"], settings)
+    if strict:
+        check_callbacks(source, data, callbacks)
     saved_rule = data.get("rule")
     params = [p for p in model.parameters() if p.requires_grad]
     if rule is not None:
@@ -315,23 +364,64 @@ def restore(
             rule.check_state_dict(saved_rule, params)
         except ValueError as exc:
             raise CheckpointError(f"{source} does not fit the update rule: {exc}") from exc
+    elif saved_rule is not None:
+        ignored += ("rule",)
     # Every check passed: now change things.
     model.load_state_dict(data["model"])
     if optimizer is not None:
         optimizer.load_state_dict(data["optimizer"])
     if rule is not None and saved_rule is not None:
         rule.load_state_dict(saved_rule, params)
-    if scheduler is not None and data.get("scheduler") is not None:
-        scheduler.load_state_dict(data["scheduler"])
     if generator is not None:
         generator.set_state(data["generator"])
-    elif rng:
-        torch.set_rng_state(data["generator"])
-    extras = data.get("history_extra") or {}
-    history = TrainHistory(list(data["losses"]), dict(data["activations"]), **extras)
-    history.activation_stats = {
-        k: UnitStats(*v) for k, v in (data.get("activation_stats") or {}).items()
-    }
+    if rng:
+        set_rng_state(data, global_too=generator is not None)
     return Checkpoint(
-        data["epoch"], history, dict(data["settings"]), ignored, dict(data.get("extra") or {})
-    )
+        data["epoch"], history, dict(data["settings"]), ignored, dict(data.get("extra") or {}),
+        dict(data["callbacks"]),
+    )  # fmt: skip
+
+
+def _weights_of(source: Path, data: dict[str, Any], key: str) -> Any:
+    """The weights kept in the state of callback ``key`` (e.g. the best ones)."""
+    entry = data["callbacks"].get(key)
+    state = entry.get("state") if entry is not None else None
+    found = state.get("weights") if isinstance(state, dict) else None
+    if not isinstance(found, dict) or not all(isinstance(v, Tensor) for v in found.values()):
+        keys = sorted(
+            k for k, v in data["callbacks"].items()
+            if isinstance(v.get("state"), dict) and v["state"].get("weights") is not None
+        )  # fmt: skip
+        raise CheckpointError(
+            f"{source} holds no weights in the state of callback {key!r}; callbacks with "
+            f"weights: {keys}."
+        )
+    return found
+
+
+def _complete(settings: dict[str, Any]) -> dict[str, Any]:
+    return settings.complete() if isinstance(settings, LazySettings) else settings
+
+
+def save_run(path: Path, loop: Loop, epoch: int) -> None:
+    """Save a running train_loop after ``epoch`` epochs (its callbacks all included)."""
+    rule = loop.update if loop.optimizer is None and isinstance(loop.update, Rule) else None
+    save_checkpoint(
+        path, loop.model, epoch=epoch, history=loop.sync(), optimizer=loop.optimizer,
+        generator=loop.generator, settings=_complete(loop.settings), rule=rule,
+        callbacks=loop.callbacks,
+    )  # fmt: skip
+
+
+def restore_run(path: Path, loop: Loop) -> None:
+    """Resume a train_loop from ``path``: check all, restore, then each callback's state."""
+    rule = loop.update if loop.optimizer is None and isinstance(loop.update, Rule) else None
+    restored = restore(
+        path, loop.model, loop.optimizer, loop.generator, _complete(loop.settings),
+        max_epoch=loop.epochs, rule=rule, callbacks=loop.callbacks, volatile=loop.volatile,
+    )  # fmt: skip
+    loop.history, loop.start = restored.history, restored.epoch
+    for cb in loop.callbacks:
+        entry = restored.callbacks.get(cb.key)
+        if entry is not None and entry.get("state") is not None:
+            cb.load_state_dict(entry["state"])

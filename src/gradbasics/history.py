@@ -10,7 +10,7 @@ from torch import Tensor
 
 from gradbasics.unitstats import UnitStats
 
-__all__ = ["Callback", "DivergenceError", "TrainHistory", "TrainingInterrupted"]
+__all__ = ["DivergenceError", "EpochFn", "TrainHistory", "TrainingInterrupted"]
 
 
 @dataclass
@@ -77,10 +77,10 @@ class TrainHistory:
         }
 
 
-Callback = Callable[[int, TrainHistory], Any]
-"""Called as ``callback(epoch, history)`` at the end of each epoch (``epoch`` is 0-based).
+EpochFn = Callable[[int, TrainHistory], Any]
+"""A plain callback: ``fn(epoch, history)`` at the end of each epoch (``epoch`` is 0-based).
 
-A callback stops the run, without raising, by calling ``history.stop()``.
+It stops the run, without raising, by calling ``history.stop()``.
 """
 
 

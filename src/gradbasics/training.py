@@ -1,14 +1,17 @@
-"""The training loop: check, pick an engine, run epochs, validate, record, report, save.
+"""The training loop: check, build the callbacks, pick an engine, run the epochs.
 
 Everything path-specific (how a step reads its loss, masks a bad update, replays a
 captured graph or shards a distributed batch) lives in one engine of
-:mod:`gradbasics.engines`, chosen once before the first step; this loop reads top to bottom.
+:mod:`gradbasics.engines`; every feature (validation, early stopping, schedules,
+clipping, recording, the progress bar, checkpoints) is one callback of
+:mod:`gradbasics.callbacks`. This loop names neither, and reads top to bottom.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any
 
@@ -16,11 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from gradbasics import _trainargs as args
-from gradbasics._activationlog import Recording
-from gradbasics._ckptcheck import check_writable, fingerprint, run_settings
+from gradbasics._ckptcheck import run_settings
 from gradbasics._device import sanctioned_sync, to_device
 from gradbasics._distributed import Ranks, ddp_ranks, unwrap
-from gradbasics._epochend import EpochEnd
 from gradbasics._interrupts import DeferredInterrupt
 from gradbasics._validate import (
     _describe,
@@ -30,7 +31,8 @@ from gradbasics._validate import (
     model_device_dtype,
     trainable_params,
 )
-from gradbasics.checkpoint import check_path, restore, save_checkpoint
+from gradbasics.callbacks import Callback, EarlyStopping, Loop, Schedule
+from gradbasics.callbacks._chain import Hooks, check_callbacks, named, ordered, refuse_unserved
 from gradbasics.data import LossFn, check_loss_fn
 from gradbasics.engines import (
     DDPEngine,
@@ -42,13 +44,11 @@ from gradbasics.engines import (
     Interrupted,
     Run,
 )
+from gradbasics.engines import graph as graph_engine
 from gradbasics.engines.base import UpdateRule
-from gradbasics.history import Callback, DivergenceError, TrainHistory, TrainingInterrupted
-from gradbasics.recording import ActivationRecorder
-from gradbasics.rules import Rule
-from gradbasics.schedules import Schedule
+from gradbasics.history import DivergenceError, EpochFn, TrainHistory, TrainingInterrupted
 from gradbasics.steps import legacy_data_step, manual_sgd_step
-from gradbasics.validation import BestWeights, EarlyStopping, Metric, check_metrics, validate_sums
+from gradbasics.validation import Metric, check_metrics
 
 __all__ = ["UpdateRule", "train_loop"]
 
@@ -65,15 +65,31 @@ def _losses_stay_on_device(
     return builtin and device.type != "cpu"
 
 
-def _pick_engine(run: Run, ranks: Ranks | None, graph: bool, last: float | None) -> Engine:
-    """The one engine for this run, chosen before the first step."""
+def _engine_class(loop: Loop, ranks: Ranks | None, graph: bool) -> type[Engine]:
+    """The one engine for this run, chosen (and its refusals made) before any change."""
     if ranks is not None:
-        return DDPEngine(run, last, ranks)
+        return DDPEngine
     if graph:
-        return GraphEngine(run, last)
-    if _losses_stay_on_device(run.device, run.optimizer, run.update):
-        return DeviceEngine(run, last)
-    return EagerEngine(run, last)
+        why = graph_engine.refusal(loop.device, loop.optimizer, loop.update, False)
+        if why is not None:
+            raise ValueError(f"graph=True cannot serve this run: {why}.")
+        return GraphEngine
+    if _losses_stay_on_device(loop.device, loop.optimizer, loop.update):
+        return DeviceEngine
+    return EagerEngine
+
+
+def _engine_name(kind: type[Engine]) -> str:
+    names = {GraphEngine: "graph=True", DDPEngine: "distributed (DDP) training"}
+    return names.get(kind, kind.__name__)
+
+
+def _pick_engine(kind: type[Engine], run: Run, ranks: Ranks | None, last: float | None) -> Engine:
+    """Build the chosen engine, once the callbacks have begun (and a resume restored)."""
+    if kind is DDPEngine:
+        assert ranks is not None
+        return DDPEngine(run, last, ranks)
+    return kind(run, last)
 
 
 def train_loop(
@@ -90,7 +106,7 @@ def train_loop(
     generator: torch.Generator | None = None,
     record: bool | Sequence[str] = False,
     probe: Tensor | None = None,
-    callbacks: Sequence[Callback] = (),
+    callbacks: Sequence[Callback | EpochFn] = (),
     progress: bool = False,
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 1,
@@ -171,8 +187,9 @@ def train_loop(
             model's device. After each epoch's updates it runs once under
             ``torch.no_grad()`` in eval mode (mode restored), and its activations are the
             ones recorded, so epochs compare like with like. Needs ``record``.
-        callbacks: Each is called as ``callback(epoch, history)`` after every epoch; one
-            stops the run cleanly by calling ``history.stop()``.
+        callbacks: :class:`Callback` objects (your own, or the built-in features of
+            :mod:`gradbasics.callbacks`), or plain callables ``fn(epoch, history)`` called
+            after every epoch. Either stops the run cleanly with ``history.stop()``.
         progress: Show a tqdm progress bar (needs ``pip install 'gradbasics[progress]'``).
         checkpoint: A file to write a checkpoint to (see :func:`save_checkpoint`) every
             ``checkpoint_every`` epochs and after the last one, atomically.
@@ -190,10 +207,14 @@ def train_loop(
         metrics: Named ``metric(outputs, targets) -> 0-d tensor`` (batch means), computed
             on ``val`` after every epoch into ``history.metrics[name]``.
         early_stopping: An :class:`EarlyStopping`: stop when its monitored value stops
-            improving, and (``restore_best``) end with the best epoch's weights.
+            improving, and (``restore_best``) end with the best epoch's weights. The
+            ``checkpoint`` file keeps the last epoch's weights (what a resume continues
+            from); ``load_checkpoint(path, model, weights="EarlyStopping")`` loads the best.
         scheduler: A ``torch.optim.lr_scheduler`` scheduler of ``optimizer`` (stepped per
-            epoch, ``ReduceLROnPlateau`` with the monitored value), or with ``lr`` a
-            callable ``epoch -> lr``. ``history.lrs`` records each epoch's rate.
+            epoch; ``ReduceLROnPlateau`` with ``val_loss``, or ``loss`` without ``val``:
+            pass a :class:`~gradbasics.callbacks.Schedule` with ``monitor=`` for another),
+            or with ``lr`` a callable ``epoch -> lr``. ``history.lrs`` records each
+            epoch's rate.
         scheduler_interval: ``"epoch"`` or ``"batch"`` (a torch scheduler stepped after
             every update).
         clip_grad_norm: Clip the gradients' total norm to this between backward and
@@ -231,142 +252,130 @@ def train_loop(
     check_model(model)
     n_epochs = check_int(epochs, name="epochs", minimum=0)
     rate, opt = args.check_rule(lr, optimizer, update)
-    params = trainable_params(model)
+    params, fn = trainable_params(model), check_loss_fn(loss_fn)
     device, dtype = model_device_dtype(model)
-    fn = check_loss_fn(loss_fn)
     x, y, size, loader = args.check_source(inputs, targets, batch_size, dtype, loss_fn is None)
-    n = x.shape[0]
-    size = size or n
+    n, size = x.shape[0], size or x.shape[0]
     val_data = args.check_val(val, dtype, loss_fn is None, x)
-    named = args.check_metric_use(check_metrics(metrics), val_data is not None, train_metrics)
-    monitor = args.check_monitor(early_stopping, val_data is not None, named, train_metrics)
-    schedule = Schedule(scheduler, interval=scheduler_interval, optimizer=opt, lr=rate)
-    clip = args.check_clip(clip_grad_norm)
+    named_metrics = check_metrics(metrics)
+    args.check_metric_use(named_metrics, val_data is not None, train_metrics)
     gen = check_generator(generator)
-    hooks = args.check_callbacks(callbacks)
-    ckpt = None if checkpoint is None else check_path(checkpoint, name="checkpoint")
-    if ckpt is not None:
-        check_writable(ckpt, "checkpoint")
-    every = check_int(checkpoint_every, name="checkpoint_every", minimum=1)
-    if resume and ckpt is None:
-        raise ValueError("resume=True needs a checkpoint path, got checkpoint=None.")
     if not isinstance(graph, bool):
         raise TypeError(f"graph must be a bool, got {_describe(graph)}.")
-    ranks = ddp_ranks(model)  # None unless a process group is up and the model is DDP
-    args.refuse_combinations(device, opt, update, ranks is not None, graph, loader, schedule,
-                             train_metrics)  # fmt: skip
-    rows_of = n if loader is None else len(getattr(loader, "dataset", ())) or None
-    settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows_of, batch_size=size)
-    if ckpt is not None and loader is None:  # resuming on other data is refused
-        with sanctioned_sync():
-            settings["data"] = fingerprint(x, y)
-    rule = update if opt is None and isinstance(update, Rule) else None  # its state is saved
-    lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
-    core = unwrap(model)
-    names, probe = args.check_record(record, probe, core, device, dtype, x)
+    ranks, core = ddp_ranks(model), unwrap(model)  # ranks: None unless DDP is up
+    recorded = args.check_record(record, probe, core, device, dtype, x)
+    built = args.build_callbacks(
+        val=val_data, metrics=named_metrics, train_metrics=train_metrics, batch_size=size,
+        early_stopping=early_stopping, scheduler=scheduler, scheduler_interval=scheduler_interval,
+        clip_grad_norm=clip_grad_norm, record=recorded, progress=progress,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+    )  # fmt: skip
+    cbs = ordered([*check_callbacks(callbacks), *built])
+    args.refuse_combinations(ranks is not None, graph, loader, opt,
+                             next((c for c in cbs if isinstance(c, Schedule)), None))  # fmt: skip
+    rows = n if loader is None else len(getattr(loader, "dataset", ())) or None
+    settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows, batch_size=size,
+                            loss_fn=fn, data=None if loader is not None else (x, y))  # fmt: skip
     x, y = _placed(device, x, y)
+    lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
+    loop = Loop(model=core, params=params, optimizer=opt, update=update, lr=rate, loss_fn=fn,
+                epochs=n_epochs, device=device, generator=gen, lead=lead, callbacks=cbs,
+                settings=settings)  # fmt: skip
+    kind = _engine_class(loop, ranks, graph)
+    refuse_unserved(_engine_name(kind), kind.serves, cbs)
+    loop.inputs = None if loader is not None else x
+    loop.last_rows = (n % size or size) if n else 0
+
+    # 2. Begin: every callback checks and sets up; a resume (the last) restores the run.
+    _call_each(cbs, "on_train_begin")
+    hooks = Hooks(cbs)
     sizes = [size] * (n // size) + ([n % size] if n % size else []) if n else []
-    recording = None
-    if names is not None and lead:  # measured now: a probe that does not fit changes nothing
-        on_device = None if probe is None else to_device(probe, device)
-        last = None if loader is not None else x[: sizes[-1]]
-        recording = Recording.start(ActivationRecorder(core, names), on_device, last, n_epochs)
-    if val_data is not None:  # the loss and metrics on a few rows, before any change
-        k = min(size or val_data[0].shape[0], 8)
-        validate_sums(core, *_placed(device, val_data[0][:k], val_data[1][:k]), fn, named, k)
-    best = BestWeights(early_stopping, core) if early_stopping is not None else None
-    history, start = TrainHistory(), 0
-    if resume and ckpt is not None and ckpt.exists():
-        restored = restore(ckpt, core, opt, gen, settings, max_epoch=n_epochs, rule=rule,
-                           scheduler=schedule)  # fmt: skip
-        start, history = restored.epoch, restored.history
-        if best is not None:
-            best.load(restored.extra.get("early_stopping"))
-
-    # 2. Set up: data on the model's device once, the activation log, one engine.
-    val_data = None if val_data is None else _placed(device, *val_data)
-    if recording is not None:
-        recording.restore(history, start)
-    in_steps = None if recording is None else recording.in_steps
+    watch = None if not loop.watchers else _watching(loop.watchers)
     interrupts = DeferredInterrupt()
-    run = Run(model, params, fn, x, y, size, sizes, gen, opt, update, rate, in_steps, interrupts,
-              loader, clip, schedule.after_step, named if train_metrics else None)  # fmt: skip
+    run = Run(model=model, params=params, loss_fn=fn, x=x, y=y, size=size, sizes=sizes,
+              generator=gen, optimizer=opt, update=update, lr=loop.lr, interrupts=interrupts,
+              loader=loader, watch=watch, before=hooks.before, after=hooks.after)  # fmt: skip
+    loop.attach(run)
 
-    # 3. Epochs: the engine runs the steps; validate, record, stop, save, report here.
-    def save(epoch: int) -> None:
-        assert ckpt is not None
-        report.publish(history)
-        save_checkpoint(
-            ckpt, core, epoch=epoch + 1, history=history, optimizer=opt, generator=gen,
-            settings=settings, rule=rule, scheduler=schedule,
-            extra={"early_stopping": None if best is None else best.state()},
-        )  # fmt: skip
-
-    report = EpochEnd(core, fn, named, size, train_metrics, val_data, recording, best,
-                       schedule, monitor)  # fmt: skip
-    end = start if history.stopped_epoch is not None else n_epochs  # a resumed early stop
-    was_training, bar = model.training, None
+    # 3. Epochs: the engine runs the steps; the callbacks do the rest.
+    was_training = model.training
     model.train()
     try:
-        engine = _pick_engine(run, ranks, graph, history.losses[-1] if history.losses else None)
-        bar = args.progress_bar(n_epochs) if progress and lead else None
-        if bar is not None:
-            bar.update(start)
+        last = loop.history.losses[-1] if loop.history.losses else None
+        engine = _pick_engine(kind, run, ranks, last)
         with interrupts:
-            for epoch in range(start, end):
-                if schedule.kind == "callable":
-                    run.lr = schedule.begin_epoch(epoch)
-                rate_now = run.lr if opt is None else opt.param_groups[0]["lr"]
-                try:
-                    history.losses.append(engine.run_epoch(epoch))
-                except Diverged as bad:
-                    report.publish(history)
-                    done = replace(history, losses=list(history.losses))
-                    raise DivergenceError(
-                        epoch, done, bad.value, engine.last_finite, n_epochs
-                    ) from None
-                except Interrupted:
-                    report.publish(history)
-                    raise TrainingInterrupted(epoch, history, n_epochs) from None
-                history.lrs.append(rate_now)
-                stop = report.after(epoch, engine, history)
-                due = (epoch + 1) % every == 0 or stop or epoch + 1 == n_epochs
-                if ckpt is not None and lead and due:
-                    save(epoch)
-                if bar is not None:
-                    bar.set_postfix(_postfix(history), refresh=False)
-                    bar.update(1)
-                if hooks:
-                    report.publish(history)
-                for cb in hooks:
-                    cb(epoch, history)
-                if history.stop_requested and not stop:  # a callback's stop: saved with it
-                    history.stopped_epoch, stop = epoch, True
-                    if ckpt is not None and lead:
-                        save(epoch)
-                if stop:
-                    break
-            report.publish(history)
+            _run_epochs(loop, engine, hooks)
+            loop.sync()
             if interrupts.pending:  # a Ctrl-C after the last step is not swallowed
-                raise TrainingInterrupted(n_epochs, history, n_epochs)
-            if best is not None and best.rule.restore_best:
-                best.restore()
+                raise TrainingInterrupted(n_epochs, loop.history, n_epochs)
+    except BaseException as exc:
+        loop.failed = exc
+        raise
     finally:
-        model.train(was_training)
-        if bar is not None:
-            bar.close()
-    return history
+        try:
+            _call_each(cbs[::-1], "on_train_end", loop.history)  # set-up's reverse
+        finally:
+            model.train(was_training)
+    return loop.history
+
+
+def _run_epochs(loop: Loop, engine: Engine, hooks: Hooks) -> None:
+    """Every epoch from ``loop.start``: hooks, steps, the epoch's record, hooks; stop early."""
+    history = loop.history
+    end = loop.start if history.stopped_epoch is not None else loop.epochs  # a resumed stop
+    for epoch in range(loop.start, end):
+        loop.epoch = epoch
+        for hook in hooks.begin:
+            hook(epoch)
+        rate = loop.lr
+        try:
+            history.losses.append(engine.run_epoch(epoch))
+        except Diverged as bad:
+            done = replace(loop.sync(), losses=list(history.losses))
+            raise DivergenceError(epoch, done, bad.value, engine.last_finite, loop.epochs) from None
+        except Interrupted:
+            raise TrainingInterrupted(epoch, loop.sync(), loop.epochs) from None
+        history.lrs.append(rate)
+        for cb, end_epoch in hooks.end:
+            try:
+                stop = end_epoch(epoch, loop.sync() if cb.reads_history else history)
+            except Exception as exc:
+                named(cb, "on_epoch_end", exc)
+                raise
+            if stop or history.stop_requested:
+                history.stopped_epoch = epoch
+        if history.stopped_epoch == epoch:
+            break
+
+
+def _call_each(callbacks: Sequence[Callback], hook: str, *arguments: object) -> None:
+    """Call ``hook`` of every callback, naming the one that raises."""
+    for cb in callbacks:
+        try:
+            getattr(cb, hook)(*arguments)
+        except Exception as exc:
+            named(cb, hook, exc)
+            raise
+
+
+def _watching(watchers: list[Any]) -> Any:
+    """One context entering every watcher of the last forward pass."""
+    if len(watchers) == 1:
+        return watchers[0]
+    stack = ExitStack()
+
+    class _All:
+        def __enter__(self) -> None:
+            for w in watchers:
+                stack.enter_context(w)
+
+        def __exit__(self, *exc: object) -> None:
+            stack.close()
+
+    return _All()
 
 
 def _placed(device: torch.device, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Data detached (the user's tensors never collect a ``.grad``) and on ``device``."""
     with sanctioned_sync():
         return to_device(inputs.detach(), device), to_device(targets.detach(), device)
-
-
-def _postfix(history: TrainHistory) -> dict[str, str]:
-    """The progress bar's numbers: the epoch just finished."""
-    shown = {"loss": f"{history.losses[-1]:.4g}"}
-    if history.val_losses:
-        shown["val_loss"] = f"{history.val_losses[-1]:.4g}"
-    return shown

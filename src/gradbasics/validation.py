@@ -1,10 +1,8 @@
-"""Validation: a model's loss and metrics on held-out rows, and early stopping on them."""
+"""Validation: a model's loss and metrics on held-out rows (batched, row-weighted)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -13,12 +11,10 @@ from gradbasics._device import sanctioned_sync
 from gradbasics._validate import _describe, check_data, check_int, model_device_dtype
 from gradbasics.data import LossFn, check_loss_fn, check_loss_value
 
-__all__ = ["EarlyStopping", "Metric", "evaluate"]
+__all__ = ["Metric", "evaluate"]
 
 Metric = Callable[[Tensor, Tensor], Tensor]
 """A metric: ``metric(outputs, targets)`` returns the batch's mean as a 0-d tensor."""
-
-_MODES = ("min", "max")
 
 
 def check_metrics(metrics: object) -> dict[str, Metric]:
@@ -122,125 +118,3 @@ def validate_sums(
         return totals
     finally:
         model.train(was_training)
-
-
-class EarlyStopping:
-    r"""Stop training when a monitored value stops improving; keep the best weights.
-
-    After each epoch the monitored value :math:`v_e` (``"loss"``, ``"val_loss"`` or a
-    metric's name) is compared with the best so far :math:`v^*`: it improves when
-    :math:`v_e < v^* - \delta` (``mode="min"``) or :math:`v_e > v^* + \delta`
-    (``mode="max"``), with :math:`\delta` = ``min_delta``. After ``patience`` epochs in a
-    row without improvement the run stops (``history.stopped_epoch``); ``history.best_epoch``
-    is the best epoch. With ``restore_best`` the model ends with the weights of the best
-    epoch, kept as a copy on the model's device (no copy to the host per epoch).
-
-    Args:
-        monitor: What to watch: ``"loss"``, ``"val_loss"`` or a name in ``metrics``.
-        patience: Epochs without improvement before stopping, >= 1.
-        min_delta: The least change that counts as an improvement, >= 0.
-        mode: ``"min"`` (lower is better) or ``"max"``.
-        restore_best: Put the best epoch's weights back at the end.
-
-    Raises:
-        TypeError: On arguments of the wrong type.
-        ValueError: On a patience < 1, a negative ``min_delta`` or an unknown mode.
-
-    Example:
-        >>> from gradbasics import EarlyStopping
-        >>> EarlyStopping(monitor="val_loss", patience=3)
-        EarlyStopping(monitor='val_loss', patience=3, min_delta=0.0, mode='min', restore_best=True)
-    """
-
-    def __init__(
-        self,
-        monitor: str = "val_loss",
-        *,
-        patience: int = 5,
-        min_delta: float = 0.0,
-        mode: str = "min",
-        restore_best: bool = True,
-    ) -> None:
-        if not isinstance(monitor, str):
-            raise TypeError(f"monitor must be a str, got {_describe(monitor)}.")
-        self.patience = check_int(patience, name="patience", minimum=1)
-        if isinstance(min_delta, bool) or not isinstance(min_delta, int | float):
-            raise TypeError(f"min_delta must be a number, got {_describe(min_delta)}.")
-        if not math.isfinite(min_delta) or min_delta < 0:
-            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}.")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
-        if not isinstance(restore_best, bool):
-            raise TypeError(f"restore_best must be a bool, got {_describe(restore_best)}.")
-        self.monitor, self.min_delta, self.mode = monitor, float(min_delta), mode
-        self.restore_best = restore_best
-
-    def __repr__(self) -> str:
-        return (
-            f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
-            f"min_delta={self.min_delta}, mode={self.mode!r}, restore_best={self.restore_best})"
-        )
-
-    def improved(self, value: float, best: float | None) -> bool:
-        """Whether ``value`` beats ``best`` by more than ``min_delta``."""
-        if math.isnan(value):
-            return False
-        if best is None:
-            return True
-        if self.mode == "min":
-            return value < best - self.min_delta
-        return value > best + self.min_delta
-
-
-class BestWeights:
-    """The best epoch so far and, with ``restore_best``, a device copy of its weights."""
-
-    def __init__(self, rule: EarlyStopping, model: nn.Module) -> None:
-        self.rule, self.model = rule, model
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-        self.waited = 0
-        self.weights: dict[str, Tensor] | None = None
-
-    def update(self, epoch: int, value: float) -> bool:
-        """Record ``value`` of ``epoch``; return True when the run should stop."""
-        if self.rule.improved(value, self.best):
-            self.best, self.best_epoch, self.waited = value, epoch, 0
-            if self.rule.restore_best:
-                state = self.model.state_dict()
-                if self.weights is None:
-                    self.weights = {k: v.detach().clone() for k, v in state.items()}
-                else:
-                    for k, v in state.items():
-                        self.weights[k].copy_(v)
-            return False
-        self.waited += 1
-        return self.waited >= self.rule.patience
-
-    def restore(self) -> None:
-        """Put the best weights back into the model (when kept)."""
-        if self.weights is not None:
-            self.model.load_state_dict(self.weights)
-
-    def load(self, state: object) -> None:
-        """Continue from :meth:`state` of a checkpoint (None: nothing was saved)."""
-        if not isinstance(state, dict):
-            return
-        self.best, self.best_epoch, self.waited = (
-            state["best"],
-            state["best_epoch"],
-            state["waited"],
-        )
-        saved = state.get("weights")
-        if saved is not None:
-            own = self.model.state_dict()
-            self.weights = {k: v.to(own[k].device, copy=True) for k, v in saved.items()}
-
-    def state(self) -> dict[str, Any]:
-        """Plain values and tensors for a checkpoint."""
-        return {
-            "best": self.best,
-            "best_epoch": self.best_epoch,
-            "waited": self.waited,
-            "weights": self.weights,
-        }

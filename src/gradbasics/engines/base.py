@@ -9,15 +9,17 @@ epoch at a time; the engine answers with the epoch's mean loss or raises
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from gradbasics._device import sanctioned_sync, to_device
+from gradbasics._device import to_device
 from gradbasics._interrupts import DeferredInterrupt
+from gradbasics.callbacks.base import Step
 from gradbasics.data import LossFn, check_loss_value
-from gradbasics.recording import ActivationRecorder
 from gradbasics.steps import (
     legacy_data_step,
     legacy_update,
@@ -62,12 +64,11 @@ class Run:
         optimizer: The optimizer, or None when ``update`` is used with a learning rate.
         update: The update rule used with ``lr``.
         lr: The learning rate (0.0 with an optimizer); a schedule changes it between epochs.
-        recorder: Records the last forward pass of each epoch, or None.
         interrupts: The deferred Ctrl-C of this run.
         loader: Batches ``(inputs, targets)`` to iterate each epoch instead of ``x``, ``y``.
-        clip: Clip the gradients' total norm to this before each update, or None.
-        after_step: Called after each update (a per-batch schedule), or None.
-        metrics: Metrics to compute on every training batch's outputs, or None.
+        watch: Entered around the forward pass of each epoch's last batch, or None.
+        before: The callbacks' ``on_before_update(step)`` hooks, in order.
+        after: The callbacks' ``on_after_update(step)`` hooks, in order.
     """
 
     model: nn.Module
@@ -81,12 +82,16 @@ class Run:
     optimizer: torch.optim.Optimizer | None
     update: UpdateRule
     lr: float
-    recorder: ActivationRecorder | None
     interrupts: DeferredInterrupt
     loader: Iterable[tuple[Tensor, Tensor]] | None = None
-    clip: float | None = None
-    after_step: Callable[[], None] | None = None
-    metrics: dict[str, Callable[[Tensor, Tensor], Tensor]] | None = None
+    watch: AbstractContextManager[Any] | None = None
+    before: list[Callable[[Step], Any]] = field(default_factory=list)
+    after: list[Callable[[Step], Any]] = field(default_factory=list)
+
+    @property
+    def hooked(self) -> bool:
+        """Whether a callback runs in every step (then each step builds a :class:`Step`)."""
+        return bool(self.before or self.after)
 
     @property
     def rows(self) -> int:
@@ -160,29 +165,12 @@ def loader_batch(batch: object, device: torch.device) -> tuple[Tensor, Tensor]:
 
 
 def update_and_clear(run: Run) -> Finish:
-    """Return ``finish(mask)``: clip, apply the update, clear the gradients, step a schedule.
+    """Return ``finish(mask)``: apply the update, clear the gradients.
 
     ``mask`` (a 0-d bool tensor or None) masks the built-in rules' update. The function is
     chosen once, so a step pays for no dispatch of its own; it reads ``run.lr`` at each
     call, so a schedule may change it between epochs.
     """
-    base = _update_and_clear(run)
-    clip, after = run.clip, run.after_step
-    if clip is None and after is None:
-        return base
-    params = run.params
-
-    def finish(mask: Tensor | None) -> None:
-        if clip is not None:  # torch's own clipping; no host sync (the norm stays put)
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        base(mask)
-        if after is not None:
-            after()
-
-    return finish
-
-
-def _update_and_clear(run: Run) -> Finish:
     params, update = run.params, run.update
     if run.optimizer is not None:
         opt = run.optimizer
@@ -217,48 +205,40 @@ class Engine:
     """The interface every engine implements, with the parts they share.
 
     Attributes:
+        serves: What the engine can serve of a callback (its step hooks, a learning rate
+            that changes between epochs, whole batches); a run whose callbacks need more
+            is refused before anything changes.
         run: The run this engine serves.
         last_finite: The last finite batch loss seen (for :class:`DivergenceError`).
     """
+
+    serves: ClassVar[frozenset[str]] = frozenset(
+        {"on_before_update", "on_after_update", "lr_change", "whole_batches"}
+    )
 
     def __init__(self, run: Run, last_finite: float | None) -> None:
         self.run = run
         self.last_finite = last_finite
         self.finish = update_and_clear(run)
         self._first = True
-        self._sums: Tensor | None = None  # row-weighted training metric sums, on the device
-        self._rows = 0
 
-    def track(self, out: Tensor, target: Tensor) -> None:
-        """Add a training batch's metrics (on its outputs before the update), if asked."""
-        metrics = self.run.metrics
-        if not metrics:
-            return
-        with torch.no_grad():
-            detached = out.detach()
-            row = torch.stack([m(detached, target).to(torch.float64) for m in metrics.values()])
-            row = row * target.shape[0]
-        self._sums = row if self._sums is None else self._sums + row
-        self._rows += target.shape[0]
-
-    def training_metrics(self) -> dict[str, float]:
-        """The epoch's training metrics (row-weighted means), read once; then reset."""
-        if self._sums is None or not self.run.metrics:
-            return {}
-        with sanctioned_sync():
-            values = (self._sums / self._rows).tolist()
-        self._sums, self._rows = None, 0
-        return dict(zip(self.run.metrics, values, strict=True))
+    def finish_step(self, mask: Tensor | None, step: Step) -> None:
+        """The callbacks' step hooks around :attr:`finish` (the chain built once)."""
+        for hook in self.run.before:
+            hook(step)
+        self.finish(mask)
+        for hook in self.run.after:
+            hook(step)
 
     def run_epoch(self, epoch: int) -> float:
         """Run every step of one epoch and return its mean per-sample loss."""
         raise NotImplementedError
 
     def forward(self, xb: Tensor, last: bool) -> Tensor:
-        """The forward pass, recorded when it is the epoch's last."""
-        rec = self.run.recorder
-        if rec is not None and last:
-            with rec:
+        """The forward pass, watched (``run.watch``) when it is the epoch's last."""
+        watch = self.run.watch
+        if watch is not None and last:
+            with watch:
                 return self.run.model(xb)  # type: ignore[no-any-return]
         return self.run.model(xb)  # type: ignore[no-any-return]
 

@@ -14,13 +14,16 @@ import torch
 from torch import Tensor
 
 from gradbasics._distributed import Ranks, backward_shard, global_sum, shard
+from gradbasics.callbacks.base import Step
 from gradbasics.engines.base import Diverged, Engine, Run
 
 __all__ = ["DDPEngine"]
 
 
 class DDPEngine(Engine):
-    """Sharded steps with a consistent stop on every rank."""
+    """Sharded steps with a consistent stop on every rank (each sees its shard only)."""
+
+    serves = frozenset({"on_before_update", "on_after_update", "lr_change"})
 
     def __init__(self, run: Run, last_finite: float | None, ranks: Ranks) -> None:
         super().__init__(run, last_finite)
@@ -44,7 +47,12 @@ class DDPEngine(Engine):
                 raise Diverged(value if not math.isfinite(value) else math.nan)
             self.last_finite = value
             values.append(value)
-            self.finish(None)
+            if run.hooked:
+                self.finish_step(
+                    None, Step(b, xb, yb, out, torch.tensor(value), b == len(mine) - 1)
+                )
+            else:
+                self.finish(None)
             self.check_interrupt()
         local = sum(v * len(r) for v, r in zip(values, mine, strict=True))
         return global_sum(local, run.device) / run.rows

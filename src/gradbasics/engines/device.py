@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from gradbasics._device import sanctioned_sync
+from gradbasics.callbacks.base import Step
 from gradbasics.engines.base import Diverged, Engine, Run
 
 __all__ = ["DeviceEngine", "read_losses"]
@@ -43,19 +44,19 @@ class DeviceEngine(Engine):
         run = self.run
         losses: list[Tensor] = []  # 0-d, on the device; stacked and read once per epoch
         rows: list[int] | None = None if run.loader is None else []  # else run.sizes
-        tracking = run.metrics is not None
-        for xb, yb, last in run.epoch_batches():
+        for b, (xb, yb, last) in enumerate(run.epoch_batches()):
             out = self.forward(xb, last)
             loss = run.loss_fn(out, yb)
             self.first_step(loss)
-            if tracking:
-                self.track(out, yb)
             detached = loss.detach()
             losses.append(detached)
             if rows is not None:
                 rows.append(xb.shape[0])
             torch.logical_and(self.ok, torch.isfinite(detached), out=self.ok)
             loss.backward()
-            self.finish(self.ok)
+            if run.hooked:
+                self.finish_step(self.ok, Step(b, xb, yb, out, detached, last))
+            else:
+                self.finish(self.ok)
             self.check_interrupt()
         return run.mean_loss(read_losses(self, torch.stack(losses)), rows)

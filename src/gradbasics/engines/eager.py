@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from gradbasics.callbacks.base import Step
 from gradbasics.engines.base import Diverged, Engine, Interrupted
 
 __all__ = ["EagerEngine"]
@@ -21,17 +22,14 @@ class EagerEngine(Engine):
         """Run one epoch's steps; raise :class:`Diverged` before any bad update."""
         run = self.run
         model, loss_fn, finish, interrupts = run.model, run.loss_fn, self.finish, run.interrupts
-        recording = run.recorder is not None
-        tracking = run.metrics is not None
+        watched, hooked = run.watch is not None, run.hooked
         values: list[float] = []
         rows: list[int] | None = None if run.loader is None else []  # else run.sizes
-        for xb, yb, last in run.epoch_batches():
-            out = self.forward(xb, last) if recording else model(xb)
+        for b, (xb, yb, last) in enumerate(run.epoch_batches()):
+            out = self.forward(xb, last) if watched else model(xb)
             loss = loss_fn(out, yb)
             if self._first:
                 self.first_step(loss)
-            if tracking:
-                self.track(out, yb)
             value = loss.item()
             if not math.isfinite(value):
                 raise Diverged(value)
@@ -40,7 +38,10 @@ class EagerEngine(Engine):
             if rows is not None:
                 rows.append(xb.shape[0])
             loss.backward()
-            finish(None)
+            if hooked:
+                self.finish_step(None, Step(b, xb, yb, out, loss.detach(), last))
+            else:
+                finish(None)
             if interrupts.pending:  # only ever between two complete steps
                 raise Interrupted
         return run.mean_loss(values, rows)

@@ -95,11 +95,16 @@ class _CaptureFailed(RuntimeError):
 class GraphEngine(Engine):
     """Captured steps over static buffers; one loss read per epoch.
 
+    A captured step runs no Python when replayed, so no step hook is served, and its
+    learning rate is fixed.
+
     Every step function is warmed up and captured when the engine is built, before the
     first epoch; the warm-up steps are then undone (parameters copied back in place, the
     flag and counter reset), so training starts from the model as it was and every
     training step is a replay. A capture that fails leaves the model as it was.
     """
+
+    serves = frozenset()
 
     def __init__(self, run: Run, last_finite: float | None) -> None:
         super().__init__(run, last_finite)
