@@ -4,7 +4,8 @@
 epochs and kills itself with SIGKILL in the middle of epoch k + 1 (after the checkpoint
 of epoch k), a child that resumes from that file to N, and a child that trains N epochs
 uninterrupted (the oracle). Each surviving child writes what the run ended with. The
-process computes nothing before forking, so every child starts from the same state.
+parent warms torch up once (one thread, so no thread pool crosses a fork); every child
+seeds what it draws from.
 """
 
 from __future__ import annotations
@@ -131,7 +132,11 @@ def _child(feature: str, out: Path, kind: str) -> None:
             "model": m.state_dict(),
             "optimizer": None if opt is None else opt.state_dict(),
             "rule": None if rule is None else rule.state_dict(),
-            "history": {k: v for k, v in vars(history).items() if k != "stop_requested"},
+            "history": {
+                k: {n: list(s) for n, s in v.items()} if k == "activation_stats" else v
+                for k, v in vars(history).items()
+                if k != "stop_requested"
+            },
             "rng": torch.get_rng_state(),
         },
         out / f"{feature}-{kind}.out",
@@ -140,6 +145,9 @@ def _child(feature: str, out: Path, kind: str) -> None:
 
 def main(out: Path) -> None:
     torch.set_num_threads(1)  # no thread pool to inherit half-made across a fork
+    for feature in ("steplr", "validation"):  # torch's lazy set-up once, not in every child
+        train(feature, out / "warm-up.pt", resume=False, kill=False)
+    (out / "warm-up.pt").unlink()
     for feature in FEATURES:
         for kind in ("killed", "resumed", "whole"):
             pid = os.fork()

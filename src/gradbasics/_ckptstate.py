@@ -121,7 +121,8 @@ def check_callbacks(path: Path, data: dict[str, Any], callbacks: Sequence[Callba
                 )
             continue
         old = saved[key]["settings"]
-        for field in sorted(set(old or {}) | set(settings)) if old is not None else ():
+        fields = [] if old is None else [*old, *(k for k in settings if k not in old)]
+        for field in fields:
             if not _same(old.get(field), settings.get(field)):
                 raise CheckpointError(
                     f"{path} is from a run whose callback {key!r} had another {field!r}: "

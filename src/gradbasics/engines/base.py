@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from gradbasics._device import to_device
 from gradbasics._interrupts import DeferredInterrupt
+from gradbasics.callbacks._chain import named
 from gradbasics.callbacks.base import Step
 from gradbasics.data import LossFn, check_loss_value
 from gradbasics.steps import (
@@ -224,11 +225,19 @@ class Engine:
 
     def finish_step(self, mask: Tensor | None, step: Step) -> None:
         """The callbacks' step hooks around :attr:`finish` (the chain built once)."""
-        for hook in self.run.before:
-            hook(step)
-        self.finish(mask)
-        for hook in self.run.after:
-            hook(step)
+        hook: Callable[[Step], Any] | None = None
+        try:
+            for hook in self.run.before:
+                hook(step)
+            hook = None
+            self.finish(mask)
+            for hook in self.run.after:
+                hook(step)
+        except Exception as exc:  # name the callback whose hook raised
+            where = getattr(hook, "__self__", None)
+            if where is not None:
+                named(where, getattr(hook, "__name__", "hook"), exc)
+            raise
 
     def run_epoch(self, epoch: int) -> float:
         """Run every step of one epoch and return its mean per-sample loss."""
