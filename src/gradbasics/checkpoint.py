@@ -5,39 +5,23 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from gradbasics._ckptcheck import (
-    LazySettings,
-    check_epoch,
-    check_model_state,
-    check_optimizer,
-    check_payload,
-    check_settings,
-    plain,
-)
+from gradbasics._ckptcheck import check_epoch, check_payload, plain
 from gradbasics._ckptio import CheckpointError, read, serialise, write_atomic
-from gradbasics._ckptstate import (
-    FORMAT,
-    callback_entries,
-    check_callbacks,
-    rng_state,
-    saved_history,
-    set_rng_state,
-    upgrade,
-)
+from gradbasics._ckptload import Checkpoint, restore
+from gradbasics._ckptstate import FORMAT, callback_entries, rng_state
 from gradbasics._validate import _describe, check_model
 from gradbasics._version import __version__
 from gradbasics.history import TrainHistory
 from gradbasics.rules import Rule
 
 if TYPE_CHECKING:  # the callbacks package imports this module
-    from gradbasics.callbacks.base import Callback, Loop
+    from gradbasics.callbacks.base import Callback
 
 __all__ = [
     "Checkpoint",
@@ -49,29 +33,7 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 CheckpointError.__module__ = __name__  # documented here, defined with the file format
-
-
-@dataclass
-class Checkpoint:
-    """What :func:`load_checkpoint` restored besides the model and optimizer.
-
-    Attributes:
-        epoch: The number of epochs completed when it was written.
-        history: The history of those epochs.
-        settings: The run's settings (plain values) it was written with.
-        ignored: What the file holds but was not restored, e.g. ``("optimizer",)`` when
-            weights are loaded for inference without the optimizer they trained with.
-        extra: What ``save_checkpoint(extra=...)`` kept.
-        callbacks: Each callback's ``{"settings": ..., "state": ...}``, by key (e.g. the
-            best weights of ``callbacks["EarlyStopping"]["state"]["weights"]``).
-    """
-
-    epoch: int
-    history: TrainHistory = field(default_factory=TrainHistory)
-    settings: dict[str, Any] = field(default_factory=dict)
-    ignored: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-    callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+Checkpoint.__module__ = __name__
 
 
 def check_path(path: object, *, name: str = "path") -> Path:
@@ -306,122 +268,3 @@ def load_checkpoint(
         source, model, optimizer, generator, settings, max_epoch=None, rule=rule,
         rng=restore_rng, strict=False, weights=weights,
     )  # fmt: skip
-
-
-def restore(
-    source: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None,
-    generator: torch.Generator | None,
-    settings: dict[str, Any] | None,
-    *,
-    max_epoch: int | None,
-    rule: Rule | None = None,
-    rng: bool = True,
-    strict: bool = True,
-    callbacks: Sequence[Callback] = (),
-    volatile: set[str] | frozenset[str] = frozenset(),
-    weights: str | None = None,
-) -> Checkpoint:
-    """Check everything in the checkpoint at ``source``, then restore it (see above).
-
-    ``strict`` (resuming a run) also refuses an optimizer state left unused, any change
-    of the optimizer's hyperparameters but those in ``volatile`` (driven by a callback),
-    and callbacks whose settings differ or whose state is added or missing; their states
-    are checked here and loaded by the caller (:attr:`Checkpoint.callbacks`).
-    """
-    data = read(source)
-    check_payload(data, source)
-    upgrade(data, source)
-    if weights is not None:
-        data["model"] = _weights_of(source, data, weights)
-    if max_epoch is not None and data["epoch"] > max_epoch:
-        raise CheckpointError(
-            f"{source} holds {data['epoch']} epochs, more than the epochs={max_epoch} asked for."
-        )
-    check_model_state(source, model, data["model"])
-    history = saved_history(source, data)
-    ignored: tuple[str, ...] = ()
-    if optimizer is not None:
-        check_optimizer(source, data, optimizer, hyper=strict, skip=tuple(volatile))
-    elif data.get("optimizer_class") is not None:
-        if strict:
-            raise CheckpointError(
-                f"{source} was written with optimizer {data['optimizer_class']}, but this "
-                "run uses None."
-            )
-        ignored = ("optimizer",)
-    if settings is not None:
-        check_settings(source, data["settings"], settings)
-    if strict:
-        check_callbacks(source, data, callbacks)
-    saved_rule = data.get("rule")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if rule is not None:
-        if saved_rule is None:
-            raise CheckpointError(f"{source} holds no update rule state, but {rule!r} was given.")
-        try:
-            rule.check_state_dict(saved_rule, params)
-        except ValueError as exc:
-            raise CheckpointError(f"{source} does not fit the update rule: {exc}") from exc
-    elif saved_rule is not None:
-        ignored += ("rule",)
-    # Every check passed: now change things.
-    model.load_state_dict(data["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(data["optimizer"])
-    if rule is not None and saved_rule is not None:
-        rule.load_state_dict(saved_rule, params)
-    if generator is not None:
-        generator.set_state(data["generator"])
-    if rng:
-        set_rng_state(data, global_too=generator is not None)
-    return Checkpoint(
-        data["epoch"], history, dict(data["settings"]), ignored, dict(data.get("extra") or {}),
-        dict(data["callbacks"]),
-    )  # fmt: skip
-
-
-def _weights_of(source: Path, data: dict[str, Any], key: str) -> Any:
-    """The weights kept in the state of callback ``key`` (e.g. the best ones)."""
-    entry = data["callbacks"].get(key)
-    state = entry.get("state") if entry is not None else None
-    found = state.get("weights") if isinstance(state, dict) else None
-    if not isinstance(found, dict) or not all(isinstance(v, Tensor) for v in found.values()):
-        keys = sorted(
-            k for k, v in data["callbacks"].items()
-            if isinstance(v.get("state"), dict) and v["state"].get("weights") is not None
-        )  # fmt: skip
-        raise CheckpointError(
-            f"{source} holds no weights in the state of callback {key!r}; callbacks with "
-            f"weights: {keys}."
-        )
-    return found
-
-
-def _complete(settings: dict[str, Any]) -> dict[str, Any]:
-    return settings.complete() if isinstance(settings, LazySettings) else settings
-
-
-def save_run(path: Path, loop: Loop, epoch: int) -> None:
-    """Save a running train_loop after ``epoch`` epochs (its callbacks all included)."""
-    rule = loop.update if loop.optimizer is None and isinstance(loop.update, Rule) else None
-    save_checkpoint(
-        path, loop.model, epoch=epoch, history=loop.sync(), optimizer=loop.optimizer,
-        generator=loop.generator, settings=_complete(loop.settings), rule=rule,
-        callbacks=loop.callbacks,
-    )  # fmt: skip
-
-
-def restore_run(path: Path, loop: Loop) -> None:
-    """Resume a train_loop from ``path``: check all, restore, then each callback's state."""
-    rule = loop.update if loop.optimizer is None and isinstance(loop.update, Rule) else None
-    restored = restore(
-        path, loop.model, loop.optimizer, loop.generator, _complete(loop.settings),
-        max_epoch=loop.epochs, rule=rule, callbacks=loop.callbacks, volatile=loop.volatile,
-    )  # fmt: skip
-    loop.history, loop.start = restored.history, restored.epoch
-    for cb in loop.callbacks:
-        entry = restored.callbacks.get(cb.key)
-        if entry is not None and entry.get("state") is not None:
-            cb.load_state_dict(entry["state"])

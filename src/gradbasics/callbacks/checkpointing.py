@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
-from gradbasics._ckptcheck import check_writable
+from gradbasics._ckptcheck import LazySettings, check_writable
+from gradbasics._ckptload import restore
 from gradbasics._validate import _describe, check_int
-from gradbasics.callbacks.base import Callback
-from gradbasics.checkpoint import check_path, restore_run, save_run
+from gradbasics.callbacks.base import Callback, Loop
+from gradbasics.checkpoint import check_path, save_checkpoint
 from gradbasics.history import TrainHistory
+from gradbasics.rules import Rule
 
 __all__ = ["Checkpointing"]
 
@@ -74,3 +78,31 @@ class Checkpointing(Callback):
         if self.loop.lead:
             save_run(self.path, self.loop, len(history.losses))
         self._saved = (len(history.losses), history.stopped_epoch)
+
+
+def _complete(settings: dict[str, Any]) -> dict[str, Any]:
+    return settings.complete() if isinstance(settings, LazySettings) else settings
+
+
+def save_run(path: Path, loop: Loop, epoch: int) -> None:
+    """Save a running train_loop after ``epoch`` epochs (its callbacks all included)."""
+    rule = loop.update if loop.optimizer is None and isinstance(loop.update, Rule) else None
+    save_checkpoint(
+        path, loop.model, epoch=epoch, history=loop.sync(), optimizer=loop.optimizer,
+        generator=loop.generator, settings=_complete(loop.settings), rule=rule,
+        callbacks=loop.callbacks,
+    )  # fmt: skip
+
+
+def restore_run(path: Path, loop: Loop) -> None:
+    """Resume a train_loop from ``path``: check all, restore, then each callback's state."""
+    rule = loop.update if loop.optimizer is None and isinstance(loop.update, Rule) else None
+    restored = restore(
+        path, loop.model, loop.optimizer, loop.generator, _complete(loop.settings),
+        max_epoch=loop.epochs, rule=rule, callbacks=loop.callbacks, volatile=loop.volatile,
+    )  # fmt: skip
+    loop.history, loop.start = restored.history, restored.epoch
+    for cb in loop.callbacks:
+        entry = restored.callbacks.get(cb.key)
+        if entry is not None and entry.get("state") is not None:
+            cb.load_state_dict(entry["state"])
