@@ -183,16 +183,16 @@ def _drop_waited(p: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "edit",
+    ("edit", "says"),
     [
-        lambda p: p["history_extra"].update(surprise=[1.0]),
-        lambda p: p.update(extra=[1, 2]),
-        _drop_waited,
+        (lambda p: p["history_extra"].update(surprise=[1.0]), "unexpected history field"),
+        (lambda p: p.update(extra=[1, 2]), "extra"),
+        (_drop_waited, "EarlyStopping"),
     ],
     ids=["history field", "extra", "early stopping state"],
 )
 def test_a_checksummed_file_with_bad_entries_is_refused_before_the_model_changes(
-    tmp_path: Path, edit: Callable[[dict[str, Any]], None]
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None], says: str
 ) -> None:
     x, t, vx, vt = _data()
     path = tmp_path / "c.pt"
@@ -201,7 +201,7 @@ def test_a_checksummed_file_with_bad_entries_is_refused_before_the_model_changes
     _rewrite(path, edit)
     m = _model()
     before = params_of(m)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=says):
         train_loop(m, x, t, epochs=4, checkpoint=path, resume=True, **kw)
     assert_same_bits(params_of(m), before)
 

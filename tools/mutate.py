@@ -26,6 +26,7 @@ S = "src/gradbasics/"
 CK = ["tests/test_checkpoint.py", "tests/test_checkpoint_faults.py"]
 TRAIN = ["tests/test_training.py", "tests/test_device_path.py", "tests/test_engines.py"]
 RULES = ["tests/test_rules.py"]
+CB = ["tests/test_contract.py", "tests/test_resume_bugs.py", "tests/test_callbacks.py"]
 
 # (file, original text, mutated text, test files that guard it)
 MUTANTS: list[tuple[str, str, str, list[str]]] = [
@@ -113,8 +114,8 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         S + "engines/eager.py",
-        "            loss.backward()\n            finish(None)\n            if interrupts.pending:",
-        "            loss.backward()\n            if interrupts.pending:\n                raise Interrupted\n            finish(None)\n            if False:",
+        "            else:\n                finish(None)\n            if interrupts.pending:",
+        "            else:\n                if interrupts.pending:\n                    raise Interrupted\n                finish(None)\n            if False:",
         ["tests/test_checkpoint.py"],
     ),
     (
@@ -214,8 +215,8 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     (S + "_ckptcheck.py", "    if not hyper:\n        return", "    if True:\n        return", CK),
     (
         S + "_ckptcheck.py",
-        '    if "data" not in saved:  # written before data fingerprints existed\n        keys.discard("data")',
-        '    keys.discard("data")',
+        "        if late not in saved:\n            keys.discard(late)",
+        "        keys.discard(late)",
         CK,
     ),
     (
@@ -225,15 +226,15 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         CK,
     ),
     (
-        S + "checkpoint.py",
+        S + "_ckptload.py",
         '    if max_epoch is not None and data["epoch"] > max_epoch:',
         '    if max_epoch is not None and data["epoch"] >= max_epoch:',
         CK,
     ),
     (
-        S + "checkpoint.py",
-        '    elif rng:\n        torch.set_rng_state(data["generator"])',
-        '    else:\n        torch.set_rng_state(data["generator"])',
+        S + "_ckptload.py",
+        "    if rng:\n        set_rng_state(",
+        "    if True:\n        set_rng_state(",
         CK,
     ),
     (
@@ -242,7 +243,7 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         '    if t.device.type == "cpu":',
         CK,
     ),
-    (S + "checkpoint.py", '        ignored = ("optimizer",)', "        ignored = ()", CK),
+    (S + "_ckptload.py", '        ignored = ("optimizer",)', "        ignored = ()", CK),
     (
         S + "training.py",
         "        return to_device(inputs.detach(), device), to_device(targets.detach(), device)",
@@ -250,15 +251,15 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         CK,
     ),
     (
-        S + "training.py",
-        '    if ckpt is not None:\n        check_writable(ckpt, "checkpoint")',
-        '    if False:\n        check_writable(ckpt, "checkpoint")',
+        S + "callbacks/checkpointing.py",
+        '        check_writable(self.path, "checkpoint")',
+        "        pass",
         CK,
     ),
     (
-        S + "training.py",
-        "due = (epoch + 1) % every == 0 or stop or epoch + 1 == n_epochs",
-        "due = (epoch + 1) % every == 0 or stop",
+        S + "callbacks/checkpointing.py",
+        "if (epoch + 1) % self.every == 0 or stop or epoch + 1 == loop.epochs:",
+        "if (epoch + 1) % self.every == 0 or stop:",
         ["tests/test_checkpoint.py"],
     ),
     (
@@ -272,6 +273,168 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         "_SIGNALS = (signal.SIGINT, signal.SIGTERM)",
         "_SIGNALS = (signal.SIGINT,)",
         ["tests/test_checkpoint.py"],
+    ),
+    # callbacks: the loop, the features, their settings and state on resume
+    (
+        S + "training.py",
+        "            if stop or history.stop_requested:",
+        "            if stop:",
+        [*CB, "tests/test_practice.py"],
+    ),
+    (
+        S + "training.py",
+        '_call_each(cbs[::-1], "on_train_end"',
+        '_call_each(cbs, "on_train_end"',
+        CB,
+    ),
+    (
+        S + "callbacks/_chain.py",
+        "    return sorted(callbacks, key=lambda cb: cb.order)",
+        "    return list(callbacks)",
+        [*CB, "tests/test_practice.py"],
+    ),
+    (S + "callbacks/_chain.py", "        if key in seen:", "        if False:", CB),
+    (
+        S + "callbacks/base.py",
+        '    if hook in getattr(callback, "unused_hooks", ()):\n        return False',
+        "",
+        [*CB, "tests/test_practice.py"],
+    ),
+    (
+        S + "engines/base.py",
+        "            hook = None\n            self.finish(mask)",
+        "            self.finish(mask)",
+        CB,
+    ),
+    (
+        S + "callbacks/checkpointing.py",
+        "        if self.loop.failed is None and self._saved != (len(history.losses), history.stopped_epoch):",
+        "        if False:",
+        CB + CK,
+    ),
+    (
+        S + "callbacks/checkpointing.py",
+        "    loop.history, loop.start = restored.history, restored.epoch",
+        "    loop.start = restored.epoch",
+        CB,
+    ),
+    (
+        S + "_ckptstate.py",
+        "            if not _same(old.get(field), settings.get(field)):",
+        "            if False:",
+        CB,
+    ),
+    (S + "_ckptstate.py", "    for key in saved.keys() - own.keys():", "    for key in ():", CB),
+    (
+        S + "_ckptstate.py",
+        "            if (settings or state is not None) and why is not None:",
+        "            if False:",
+        CB,
+    ),
+    (S + "_ckptstate.py", '    torch.set_rng_state(rng["cpu"])', "    pass", CB),
+    (
+        S + "_ckptstate.py",
+        "    if not isinstance(extras, dict) or not set(extras) <= _HISTORY:",
+        "    if not isinstance(extras, dict):",
+        CB,
+    ),
+    (
+        S + "_ckptcheck.py",
+        '        plain_settings["loss"] = describe_loss(loss_fn)',
+        "        pass",
+        CB,
+    ),
+    (
+        S + "callbacks/schedule.py",
+        '            loop.volatile |= _DRIVEN | ({"momentum", "betas"} if cycles else set())',
+        "            loop.volatile |= _DRIVEN",
+        CB,
+    ),
+    (
+        S + "callbacks/schedule.py",
+        '            default = "val_loss" if "val_loss" in known else "loss"',
+        '            default = "loss"',
+        [*CB, "tests/test_practice.py"],
+    ),
+    (
+        S + "callbacks/schedule.py",
+        '"T_cur", "T_i", "best", "cooldown_counter", "num_bad_epochs",',
+        '"T_cur", "T_i", "best", "cooldown_counter",',
+        CB,
+    ),
+    (S + "callbacks/schedule.py", '            "interval": self.interval,', "", CB),
+    (
+        S + "callbacks/early_stopping.py",
+        "            return value < best - self.min_delta",
+        "            return value <= best - self.min_delta",
+        [*CB, "tests/test_practice.py"],
+    ),
+    (
+        S + "callbacks/early_stopping.py",
+        "        return value > best + self.min_delta",
+        "        return value > best - self.min_delta",
+        [*CB, "tests/test_practice.py"],
+    ),
+    (
+        S + "callbacks/early_stopping.py",
+        "        if self.loop.failed is None and self.restore_best and self.weights is not None:",
+        "        if self.restore_best and self.weights is not None:",
+        [*CB, "tests/test_practice.py"],
+    ),
+    (S + "callbacks/early_stopping.py", '            "mode": self.mode,', "", CB),
+    (
+        S + "callbacks/early_stopping.py",
+        "        self._reset()\n\n    def on_epoch_end",
+        "\n    def on_epoch_end",
+        [*CB, "tests/test_practice.py"],
+    ),
+    (
+        S + "callbacks/validation.py",
+        "        validate_sums(self.loop.model, x, y, self.loop.loss_fn, self.metrics, k)",
+        "        pass",
+        [*CB, "tests/test_practice.py", "tests/test_bad_inputs.py"],
+    ),
+    (
+        S + "callbacks/validation.py",
+        '        return {"data": self._fingerprint, "metrics": list(self.metrics),',
+        '        return {"metrics": list(self.metrics),',
+        CB,
+    ),
+    (
+        S + "callbacks/train_metrics.py",
+        "            row = row * target.shape[0]  # (metrics,)",
+        "            row = row",
+        [*CB, "tests/test_practice.py"],
+    ),
+    (
+        S + "callbacks/train_metrics.py",
+        "        self._sums, self._rows = None, 0",
+        "        pass",
+        [*CB, "tests/test_practice.py"],
+    ),
+    (
+        S + "callbacks/clip.py",
+        "        torch.nn.utils.clip_grad_norm_(self.loop.params, self.max_norm)",
+        "        torch.nn.utils.clip_grad_norm_(self.loop.params, 2 * self.max_norm)",
+        [*CB, "tests/test_practice.py"],
+    ),
+    (
+        S + "callbacks/recording.py",
+        '        return {"names": list(self.names), "probe": probe}',
+        '        return {"names": list(self.names)}',
+        CB,
+    ),
+    (
+        S + "callbacks/recording.py",
+        "            self._rec.restore(self.loop.history, self.loop.start)",
+        "            pass",
+        CB + CK,
+    ),
+    (
+        S + "callbacks/progress.py",
+        "            self.bar.update(self.loop.start)",
+        "            pass",
+        ["tests/test_practice.py", "tests/test_contract.py"],
     ),
     # recording and plotting
     (

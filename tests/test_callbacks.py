@@ -1,0 +1,194 @@
+"""The built-in callbacks one by one: boundaries, reuse, failures, and what is a setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from gradbasics import EarlyStopping, TrainHistory, load_checkpoint, save_checkpoint, train_loop
+from gradbasics.callbacks import Callback, Schedule
+from helpers import assert_same_bits, params_of
+
+
+def _data() -> tuple[Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 3, generator=g)
+    vx = torch.randn(10, 3, generator=g)
+    return x, x.sum(1, keepdim=True), vx, vx.sum(1, keepdim=True)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(4)
+    return nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 1))
+
+
+@pytest.mark.parametrize(
+    ("mode", "value", "improves"),
+    [
+        ("min", 0.75, False),  # exactly best - min_delta: not more than min_delta
+        ("min", 0.5, True),
+        ("min", 0.875, False),
+        ("max", 1.25, False),  # exactly best + min_delta
+        ("max", 1.5, True),
+        ("max", 1.125, False),  # better, but by less than min_delta
+        ("max", 0.5, False),
+    ],
+)
+def test_early_stopping_improves_only_by_more_than_min_delta(
+    mode: str, value: float, improves: bool
+) -> None:
+    stopper = EarlyStopping(mode=mode, min_delta=0.25)  # binary fractions: exact sums
+    assert stopper.improved(value, 1.0) is improves
+    assert stopper.improved(value, None) is True
+    assert stopper.improved(float("nan"), 1.0) is False
+
+
+def test_an_early_stopping_reused_in_a_new_run_starts_afresh() -> None:
+    x, t, vx, vt = _data()
+    stopper = EarlyStopping(patience=2)
+    runs = []
+    for fresh in (stopper, stopper, EarlyStopping(patience=2)):
+        m = _model()
+        h = train_loop(m, x, t, epochs=12, lr=0.4, val=(vx, vt), early_stopping=fresh)
+        runs.append((h.losses, h.best_epoch, h.stopped_epoch, params_of(m)))
+    assert runs[0][:3] == runs[1][:3] == runs[2][:3]
+    assert runs[0][2] is not None  # it did stop, so its state was not empty
+    assert_same_bits(runs[1][3], runs[2][3])
+
+
+def test_a_failed_run_keeps_its_last_weights_not_the_best() -> None:
+    x, t, vx, vt = _data()
+    m = _model()
+    at_failure: dict[str, Tensor] = {}
+
+    class FailAt3(Callback):
+        def on_epoch_end(self, epoch: int, history: TrainHistory) -> None:
+            if epoch == 3:
+                at_failure.update(params_of(self.loop.model))
+                raise RuntimeError("stop here")
+
+    # val_loss falls, so with mode="max" the best epoch is the first
+    stopper = EarlyStopping(mode="max", patience=50)
+    with pytest.raises(RuntimeError, match="stop here"):
+        train_loop(m, x, t, epochs=8, lr=0.05, val=(vx, vt), early_stopping=stopper,
+                   callbacks=[FailAt3()])  # fmt: skip
+    assert stopper.best_epoch == 0 and stopper.weights is not None
+    assert_same_bits(params_of(m), at_failure)
+
+
+def test_a_stop_asked_by_a_plain_function_is_saved(tmp_path: Path) -> None:
+    x, t, *_ = _data()
+    path = tmp_path / "c.pt"
+
+    def stop_at_2(epoch: int, history: TrainHistory) -> None:
+        if epoch == 2:
+            history.stop()
+
+    h = train_loop(_model(), x, t, epochs=9, lr=0.05, checkpoint=path, checkpoint_every=5,
+                   callbacks=[stop_at_2])  # fmt: skip
+    assert h.stopped_epoch == 2
+    saved = load_checkpoint(path, _model())
+    assert (saved.epoch, saved.history.stopped_epoch) == (3, 2)
+    again = train_loop(_model(), x, t, epochs=9, lr=0.05, checkpoint=path, resume=True)
+    assert again.losses == h.losses  # a stopped run resumes as stopped
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=3),
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, 2),
+        lambda o: torch.optim.lr_scheduler.StepLR(o, 2),
+        lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 0.5, total_steps=20),
+    ],
+)
+def test_a_schedulers_settings_do_not_move_as_it_steps(make: Any) -> None:
+    opt = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1, momentum=0.9)
+    schedule = Schedule(make(opt))
+    schedule.watching = "loss"
+    before = schedule.settings()
+    state = schedule.state_dict()
+    for value in (3.0, 2.0, 2.5, 2.6, 2.7):
+        opt.step()  # no gradients: changes nothing, keeps torch's order of calls
+        if schedule.kind == "plateau":
+            schedule.scheduler.step(value)
+        else:
+            schedule.scheduler.step()
+    assert schedule.settings() == before
+    assert schedule.state_dict() != state  # what moved is state
+
+
+def test_a_progress_bar_may_come_and_go_on_resume(tmp_path: Path) -> None:
+    x, t, *_ = _data()
+    path = tmp_path / "c.pt"
+    train_loop(_model(), x, t, epochs=2, lr=0.05, checkpoint=path, progress=True)
+    resumed = _model()
+    h = train_loop(resumed, x, t, epochs=4, lr=0.05, checkpoint=path, resume=True)
+    whole = _model()
+    h2 = train_loop(whole, x, t, epochs=4, lr=0.05)
+    assert h.losses == h2.losses
+    assert_same_bits(params_of(resumed), params_of(whole))
+
+
+def test_save_checkpoint_scheduler_is_deprecated_but_kept(tmp_path: Path) -> None:
+    m = _model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    step = torch.optim.lr_scheduler.StepLR(opt, 3)
+    with pytest.warns(DeprecationWarning, match=r"callbacks=\[gradbasics.callbacks.Schedule"):
+        save_checkpoint(tmp_path / "c.pt", m, epoch=1, optimizer=opt, scheduler=step)
+    saved = load_checkpoint(tmp_path / "c.pt", _model())
+    assert saved.callbacks["scheduler"]["state"] == step.state_dict()
+
+
+def test_weights_of_a_callback_without_weights_are_refused(tmp_path: Path) -> None:
+    from gradbasics import CheckpointError
+
+    x, t, *_ = _data()
+    path = tmp_path / "c.pt"
+    train_loop(_model(), x, t, epochs=1, lr=0.05, checkpoint=path)
+    m = _model()
+    before = params_of(m)
+    with pytest.raises(CheckpointError, match=r"no weights in the state of callback 'Nope'"):
+        load_checkpoint(path, m, weights="Nope")
+    with pytest.raises(TypeError, match=r"weights must be a callback key \(str\) or None"):
+        load_checkpoint(path, m, weights=3)  # type: ignore[arg-type]
+    assert_same_bits(params_of(m), before)
+
+
+def test_a_format_2_file_with_early_stopping_still_resumes(tmp_path: Path) -> None:
+    """A file as gradbasics wrote it before callbacks: the state under extra and scheduler."""
+    import hashlib
+    import io
+
+    from gradbasics._ckptio import MAGIC
+
+    x, t, vx, vt = _data()
+    path = tmp_path / "c.pt"
+    kw: dict[str, Any] = {"lr": 0.05, "val": (vx, vt), "batch_size": 10}
+
+    def run(epochs: int, resume: bool) -> tuple[nn.Module, TrainHistory]:
+        m = _model()
+        h = train_loop(m, x, t, epochs=epochs, checkpoint=path, resume=resume,
+                       early_stopping=EarlyStopping(patience=50),
+                       generator=torch.Generator().manual_seed(0), **kw)  # fmt: skip
+        return m, h
+
+    run(2, False)
+    raw = path.read_bytes()
+    p = torch.load(io.BytesIO(raw[len(MAGIC) + 32 :]), weights_only=True)
+    p["extra"]["early_stopping"] = p.pop("callbacks")["EarlyStopping"]["state"]
+    del p["rng"]  # format 2 kept the generator's state only
+    del p["format"]
+    buf = io.BytesIO()
+    torch.save(p, buf)
+    body = buf.getvalue()
+    path.write_bytes(MAGIC + hashlib.sha256(body).digest() + body)
+    resumed, h = run(4, True)
+    path.unlink()
+    whole, h2 = run(4, False)
+    assert h.losses == h2.losses and h.val_losses == h2.val_losses
+    assert_same_bits(params_of(resumed), params_of(whole))
