@@ -192,3 +192,201 @@ def test_a_format_2_file_with_early_stopping_still_resumes(tmp_path: Path) -> No
     whole, h2 = run(4, False)
     assert h.losses == h2.losses and h.val_losses == h2.val_losses
     assert_same_bits(params_of(resumed), params_of(whole))
+
+
+class Halve(Callback):
+    """Halve the rate after every epoch through ``self.loop.lr``."""
+
+    requires = frozenset({"lr_change"})
+
+    def on_epoch_end(self, epoch: int, history: TrainHistory) -> None:
+        self.loop.lr = self.loop.lr / 2
+
+
+@pytest.mark.parametrize("with_optimizer", [False, True])
+def test_a_rate_set_by_a_callback_resumes_as_state(tmp_path: Path, with_optimizer: bool) -> None:
+    x, t, *_ = _data()
+
+    def run(epochs: int, path: Path, resume: bool = False) -> TrainHistory:
+        m = _model()
+        kw: dict[str, Any] = {"lr": 0.1}
+        if with_optimizer:
+            kw = {"optimizer": torch.optim.SGD(m.parameters(), lr=0.1)}
+        return train_loop(m, x, t, epochs=epochs, checkpoint=path, resume=resume,
+                          callbacks=[Halve()], **kw)  # fmt: skip
+
+    whole = run(4, tmp_path / "w.pt")
+    run(2, tmp_path / "p.pt")
+    resumed = run(4, tmp_path / "p.pt", resume=True)
+    assert whole.lrs == resumed.lrs == [0.1, 0.05, 0.025, 0.0125]
+    assert whole.losses == resumed.losses
+
+
+def test_a_rate_set_by_an_undeclared_callback_is_refused_by_name() -> None:
+    class Sneaky(Callback):
+        def on_epoch_end(self, epoch: int, history: TrainHistory) -> None:
+            self.loop.lr = 0.5
+
+    x, t, *_ = _data()
+    with pytest.raises(RuntimeError, match=r"requires = frozenset\(\{'lr_change'\}\)"):
+        train_loop(_model(), x, t, epochs=2, lr=0.1, callbacks=[Sneaky()])
+
+
+def test_a_loader_of_another_batch_size_or_data_is_refused(tmp_path: Path) -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from gradbasics import CheckpointError
+
+    x, t, *_ = _data()
+    path = tmp_path / "c.pt"
+    train_loop(_model(), DataLoader(TensorDataset(x, t), batch_size=4), epochs=1, lr=0.05,
+               checkpoint=path)  # fmt: skip
+    for loader, says in [
+        (DataLoader(TensorDataset(x, t), batch_size=16), "batch_size: saved 4, now 16"),
+        (DataLoader(TensorDataset(x * 10, t), batch_size=4), "data: saved"),
+    ]:
+        m = _model()
+        before = params_of(m)
+        with pytest.raises(CheckpointError, match=says):
+            train_loop(m, loader, epochs=2, lr=0.05, checkpoint=path, resume=True)
+        assert_same_bits(params_of(m), before)
+
+
+def test_loop_stop_from_a_step_hook_stops_after_the_epoch() -> None:
+    class StopInStep(Callback):
+        def on_after_update(self, step: Any) -> None:
+            if self.loop.epoch == 1:
+                self.loop.stop()
+
+    x, t, *_ = _data()
+    h = train_loop(_model(), x, t, epochs=5, lr=0.05, batch_size=10, callbacks=[StopInStep()])
+    assert (len(h.losses), h.stopped_epoch) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("state", "says"),
+    [
+        ({"counts": {len: 1}}, r"keys that are strings.*built-in function len"),
+        ({"fn": print}, r"state_dict\(\)\['fn'\] must hold only"),
+    ],
+)
+def test_state_a_checkpoint_cannot_hold_is_refused_before_the_first_epoch(
+    tmp_path: Path, state: dict[str, Any], says: str
+) -> None:
+    class Holds(Callback):
+        def state_dict(self) -> dict[str, Any]:
+            return state
+
+    x, t, *_ = _data()
+    m = _model()
+    before = params_of(m)
+    with pytest.raises(TypeError, match=says):
+        train_loop(m, x, t, epochs=3, lr=0.05, checkpoint=tmp_path / "c.pt",
+                   checkpoint_every=3, callbacks=[Holds()])  # fmt: skip
+    assert_same_bits(params_of(m), before)
+    assert not list(tmp_path.iterdir())
+
+
+def test_settings_that_are_enums_or_nested_tensors_resume(tmp_path: Path) -> None:
+    import enum
+
+    class Kind(str, enum.Enum):
+        FAST = "fast"
+
+    class Configured(Callback):
+        def settings(self) -> dict[str, Any]:
+            return {"kind": Kind.FAST, "cfg": {"w": torch.tensor([1.0, 2.0]), "eps": float("nan")}}
+
+    x, t, *_ = _data()
+    path = tmp_path / "c.pt"
+    train_loop(_model(), x, t, epochs=1, lr=0.05, checkpoint=path, callbacks=[Configured()])
+    h = train_loop(_model(), x, t, epochs=2, lr=0.05, checkpoint=path, resume=True,
+                   callbacks=[Configured()])  # fmt: skip
+    assert len(h.losses) == 2
+
+
+def test_a_late_callback_refusing_to_begin_changes_nothing(tmp_path: Path) -> None:
+    ended: list[str] = []
+
+    class Late(Callback):
+        order = 85
+
+        def on_train_begin(self) -> None:
+            raise ValueError("not today")
+
+    class Early(Callback):
+        def on_train_end(self, history: TrainHistory) -> None:
+            ended.append("early")
+
+    x, t, *_ = _data()
+    path = tmp_path / "c.pt"
+    train_loop(_model(), x, t, epochs=1, lr=0.05, checkpoint=path)
+    m = _model()
+    before, rng = params_of(m), torch.get_rng_state()
+    with pytest.raises(ValueError, match="not today"):
+        train_loop(m, x, t, epochs=3, lr=0.05, checkpoint=path, resume=True,
+                   callbacks=[Late(), Early()])  # fmt: skip
+    assert_same_bits(params_of(m), before)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert ended == ["early"]  # what began is ended
+
+
+def _reseal(path: Path, edit: Any) -> None:
+    """Change the payload of a checkpoint and write it back with a valid checksum."""
+    import hashlib
+    import io
+
+    from gradbasics._ckptio import MAGIC
+
+    raw = path.read_bytes()
+    payload = torch.load(io.BytesIO(raw[len(MAGIC) + 32 :]), weights_only=True)
+    edit(payload)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    body = buf.getvalue()
+    path.write_bytes(MAGIC + hashlib.sha256(body).digest() + body)
+
+
+def _es_state(p: dict[str, Any]) -> dict[str, Any]:
+    state: dict[str, Any] = p["callbacks"]["EarlyStopping"]["state"]
+    return state
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (lambda p: p["rng"].update(cpu=torch.zeros(3, dtype=torch.uint8)), "bad RNG state"),
+        (lambda p: p["history_extra"].update(lrs="ab"), "bad history: lrs"),
+        (lambda p: p["history_extra"].update(stopped_epoch="x"), "stopped_epoch"),
+        (lambda p: p["history_extra"].update(best_epoch=99), "not an epoch of the history"),
+        (lambda p: p["losses"].__setitem__(0, float("nan")), "not finite"),
+        (lambda p: p.update(epoch=1), r"losses \(2 for 1 epochs\)"),
+        (lambda p: p["callbacks"]["Schedule"]["state"].update(last_epoch="x"), "another kind"),
+        (lambda p: _es_state(p).update(weights={k: v.double() for k, v in _es_state(p)["weights"].items()}),
+         "best weights do not fit"),
+    ],
+)  # fmt: skip
+def test_odd_contents_under_a_valid_checksum_are_refused_with_nothing_changed(
+    tmp_path: Path, edit: Any, says: str
+) -> None:
+    from gradbasics import CheckpointError
+
+    x, t, vx, vt = _data()
+    path = tmp_path / "c.pt"
+
+    def kw(m: nn.Module) -> dict[str, Any]:
+        opt = torch.optim.SGD(m.parameters(), lr=0.05)
+        return {"optimizer": opt, "scheduler": torch.optim.lr_scheduler.StepLR(opt, 1),
+                "val": (vx, vt), "early_stopping": EarlyStopping(patience=9)}  # fmt: skip
+
+    first = _model()
+    train_loop(first, x, t, epochs=2, checkpoint=path, **kw(first))
+    _reseal(path, edit)
+    m = _model()
+    args = kw(m)
+    before, opt_before, rng = params_of(m), args["optimizer"].state_dict(), torch.get_rng_state()
+    with pytest.raises(CheckpointError, match=says):
+        train_loop(m, x, t, epochs=4, checkpoint=path, resume=True, **args)
+    assert_same_bits(params_of(m), before)
+    assert args["optimizer"].state_dict() == opt_before
+    assert torch.equal(torch.get_rng_state(), rng)

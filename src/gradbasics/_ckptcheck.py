@@ -33,8 +33,12 @@ def plain(value: object, key: str) -> Any:
     Raises:
         TypeError: Naming ``key``, for a value that would not load back safely.
     """
-    if value is None or isinstance(value, bool | str | Tensor):
+    if value is None or type(value) in (bool, str, Tensor, torch.nn.Parameter):
         return value
+    if isinstance(value, str):  # a str subclass (an enum) would not load back: plain text
+        return str.__add__(value, "")
+    if isinstance(value, Tensor):
+        return value.detach().as_subclass(Tensor)
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
@@ -43,6 +47,12 @@ def plain(value: object, key: str) -> Any:
         items = [plain(v, f"{key}[{i}]") for i, v in enumerate(value)]
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict):
+        for k in value:
+            if type(k) not in (str, int, float, bool) and k is not None:
+                raise TypeError(
+                    f"{key} must have keys that are strings, numbers, bools or None (what a "
+                    f"checkpoint loads back safely), got the key {_describe(k)}."
+                )
         return {k: plain(v, f"{key}[{k!r}]") for k, v in value.items()}
     raise TypeError(
         f"{key} must hold only numbers, strings, bools, None, tensors, lists, tuples and "
@@ -244,6 +254,8 @@ def _same(a: object, b: object) -> bool:
         return True
     if isinstance(a, tuple | list) and isinstance(b, tuple | list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, Tensor) or isinstance(b, Tensor):
         return isinstance(a, Tensor) and isinstance(b, Tensor) and torch.equal(a, b)
     return a == b

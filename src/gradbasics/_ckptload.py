@@ -86,7 +86,7 @@ def restore(
             f"{source} holds {data['epoch']} epochs, more than the epochs={max_epoch} asked for."
         )
     check_model_state(source, model, data["model"])
-    history = saved_history(source, data)
+    history = saved_history(source, data, strict=strict)
     ignored: tuple[str, ...] = ()
     if optimizer is not None:
         check_optimizer(source, data, optimizer, hyper=strict, skip=tuple(volatile))

@@ -7,6 +7,7 @@ before anything changes. Files of formats 1 and 2 are upgraded on reading.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -38,7 +39,13 @@ def callback_entries(callbacks: Sequence[Callback]) -> dict[str, dict[str, Any]]
         key = cb.key
         if key in entries:
             raise ValueError(f"two callbacks share the key {key!r}; keys must be unique.")
-        settings, state = cb.settings(), cb.state_dict()
+        try:
+            settings, state = cb.settings(), cb.state_dict()
+        except Exception as exc:
+            note = getattr(exc, "add_note", None)
+            if note is not None:
+                note(f"(raised in callback {key!r}, settings() or state_dict())")
+            raise
         if not isinstance(settings, dict):
             raise TypeError(f"callback {key!r}: settings() must return a dict, got "
                             f"{type(settings).__name__}.")  # fmt: skip
@@ -83,18 +90,69 @@ def upgrade(data: dict[str, Any], path: Path) -> None:
         for k, v in entries.items()
     ):
         raise CheckpointError(f"{path} holds bad callback entries.")
-    if rng is not None and (not isinstance(rng, dict) or not isinstance(rng.get("cpu"), Tensor)):
+    if rng is not None and not _rng_ok(rng):
         raise CheckpointError(f"{path} holds a bad RNG state.")
     if not isinstance(data.get("extra", {}), dict | None):
         raise CheckpointError(f"{path} holds a bad extra entry (not a dict).")
 
 
-def saved_history(path: Path, data: dict[str, Any]) -> TrainHistory:
-    """The saved history, built and checked before anything changes."""
+def _rng_ok(rng: object) -> bool:
+    def state(t: object) -> bool:
+        return isinstance(t, Tensor) and t.dtype == torch.uint8 and t.dim() == 1
+
+    if not isinstance(rng, dict) or set(rng) != {"cpu", "cuda"} or not state(rng["cpu"]):
+        return False
+    cpu_bytes = torch.get_rng_state().numel()
+    cuda = rng["cuda"]
+    return rng["cpu"].numel() == cpu_bytes and (
+        cuda is None or (isinstance(cuda, list) and all(state(t) for t in cuda))
+    )
+
+
+def _floats(v: object) -> bool:
+    return isinstance(v, list) and all(isinstance(f, float) for f in v)
+
+
+_KINDS: dict[str, Any] = {
+    "val_losses": _floats,
+    "lrs": _floats,
+    "metrics": lambda v: (
+        isinstance(v, dict) and all(isinstance(k, str) and _floats(f) for k, f in v.items())
+    ),
+    "activation_labels": lambda v: (
+        isinstance(v, dict) and all(isinstance(k, str) and isinstance(f, str) for k, f in v.items())
+    ),
+    "dead_units": lambda v: (
+        isinstance(v, dict)
+        and all(
+            isinstance(k, str) and isinstance(f, list) and all(type(u) is int for u in f)
+            for k, f in v.items()
+        )
+    ),
+    "best_epoch": lambda v: v is None or type(v) is int,
+    "stopped_epoch": lambda v: v is None or type(v) is int,
+    "activation_stats": lambda v: True,  # checked with the payload
+}
+
+
+def saved_history(path: Path, data: dict[str, Any], *, strict: bool) -> TrainHistory:
+    """The saved history, built and checked before anything changes (``strict``: resume)."""
     extras = data.get("history_extra") or {}
     if not isinstance(extras, dict) or not set(extras) <= _HISTORY:
         unknown = sorted(set(extras) - _HISTORY) if isinstance(extras, dict) else extras
         raise CheckpointError(f"{path} holds an unexpected history field: {unknown!r}.")
+    bad = sorted(k for k, v in extras.items() if not _KINDS[k](v))
+    losses = data["losses"]
+    epochs = len(losses)
+    ends = [extras.get("best_epoch"), extras.get("stopped_epoch")]
+    if any(e is not None and type(e) is int and not 0 <= e < epochs for e in ends):
+        bad.append("best_epoch or stopped_epoch (not an epoch of the history)")
+    if not all(math.isfinite(v) for v in losses):
+        bad.append("losses (not finite)")
+    if strict and epochs != data["epoch"]:  # what train_loop writes: one loss an epoch
+        bad.append(f"losses ({epochs} for {data['epoch']} epochs)")
+    if bad:
+        raise CheckpointError(f"{path} holds a bad history: {', '.join(bad)}.")
     try:
         history = TrainHistory(list(data["losses"]), dict(data["activations"]), **extras)
         history.activation_stats = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from gradbasics._device import sanctioned_sync
 from gradbasics._validate import _describe, check_batch_size, check_data, check_int, check_lr
@@ -155,6 +155,17 @@ def check_record(
         if not bool(torch.isfinite(probe).all()):
             raise ValueError("probe must be finite, got NaN or infinite value(s).")
     return names, probe.detach()
+
+
+def loader_data(loader: object) -> tuple[int | None, tuple[Tensor, Tensor] | None, int | None]:
+    """A loader's rows, its data (a ``TensorDataset`` of two tensors) and batch size."""
+    dataset = getattr(loader, "dataset", None)
+    rows = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
+    tensors = getattr(dataset, "tensors", None)
+    data = None
+    if isinstance(dataset, TensorDataset) and isinstance(tensors, tuple) and len(tensors) == 2:
+        data = (tensors[0], tensors[1])
+    return rows, data, getattr(loader, "batch_size", None)
 
 
 def build_callbacks(

@@ -273,9 +273,9 @@ def train_loop(
     cbs = ordered([*check_callbacks(callbacks), *built])
     args.refuse_combinations(ranks is not None, graph, loader, opt,
                              next((c for c in cbs if isinstance(c, Schedule)), None))  # fmt: skip
-    rows = n if loader is None else len(getattr(loader, "dataset", ())) or None
-    settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows, batch_size=size,
-                            loss_fn=fn, data=None if loader is not None else (x, y))  # fmt: skip
+    rows, data, per_batch = (n, (x, y), size) if loader is None else args.loader_data(loader)
+    settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows,
+                            batch_size=per_batch, loss_fn=fn, data=data)  # fmt: skip
     x, y = _placed(device, x, y)
     lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
     loop = Loop(model=core, params=params, optimizer=opt, update=update, lr=rate, loss_fn=fn,
@@ -287,7 +287,7 @@ def train_loop(
     loop.last_rows = (n % size or size) if n else 0
 
     # 2. Begin: every callback checks and sets up; a resume (the last) restores the run.
-    _call_each(cbs, "on_train_begin")
+    _begin(loop)
     hooks = Hooks(cbs)
     sizes = [size] * (n // size) + ([n % size] if n % size else []) if n else []
     watch = None if not loop.watchers else _watching(loop.watchers)
@@ -326,7 +326,11 @@ def _run_epochs(loop: Loop, engine: Engine, hooks: Hooks) -> None:
     for epoch in range(loop.start, end):
         loop.epoch = epoch
         for hook in hooks.begin:
-            hook(epoch)
+            try:
+                hook(epoch)
+            except Exception as exc:
+                named(getattr(hook, "__self__"), "on_epoch_begin", exc)  # noqa: B009
+                raise
         rate = loop.lr
         try:
             history.losses.append(engine.run_epoch(epoch))
@@ -344,8 +348,25 @@ def _run_epochs(loop: Loop, engine: Engine, hooks: Hooks) -> None:
                 raise
             if stop or history.stop_requested:
                 history.stopped_epoch = epoch
+        if history.stop_requested:  # asked in a step hook, with no epoch-end hook after it
+            history.stopped_epoch = epoch
         if history.stopped_epoch == epoch:
             break
+
+
+def _begin(loop: Loop) -> None:
+    """Every ``on_train_begin``, then what they deferred (a resume): ends the begun on error."""
+    begun: list[Callback] = []
+    try:
+        for cb in loop.callbacks:
+            _call_each([cb], "on_train_begin")
+            begun.append(cb)
+        for deferred in loop.deferred:
+            deferred()
+    except BaseException as exc:
+        loop.failed = exc
+        _call_each(begun[::-1], "on_train_end", loop.history)
+        raise
 
 
 def _call_each(callbacks: Sequence[Callback], hook: str, *arguments: object) -> None:

@@ -88,8 +88,11 @@ class Loop:
         self.inputs: Tensor | None = None  # the training inputs on the device (no loader)
         self.last_rows = 0  # rows of an epoch's last batch (tensors only)
         self.failed: BaseException | None = None
-        self.volatile: set[str] = set()  # optimizer keys a callback moves (not settings)
+        # optimizer values a callback moves: state, not settings a resume compares
+        changes_lr = any("lr_change" in cb.requires for cb in callbacks)
+        self.volatile: set[str] = {"lr", "initial_lr"} if changes_lr else set()
         self.watchers: list[AbstractContextManager[Any]] = []
+        self.deferred: list[Callable[[], None]] = []
         self._lr = lr
         self._run: Any = None  # the engine's run, once built; it reads the rate per step
         self._stale: list[Callable[[TrainHistory], None]] = []
@@ -101,7 +104,9 @@ class Loop:
         """The current learning rate (the optimizer's first group's, or ``lr=``'s).
 
         Setting it changes the rate of the next step: every group of the optimizer, or the
-        rate given to the update rule.
+        rate given to the update rule. A callback that sets it declares
+        ``requires = frozenset({"lr_change"})``: the run is then checked for it up front,
+        and the rate is state that a checkpoint keeps, not a setting a resume compares.
         """
         if self.optimizer is not None:
             return float(self.optimizer.param_groups[0]["lr"])
@@ -109,6 +114,13 @@ class Loop:
 
     @lr.setter
     def lr(self, value: float) -> None:
+        if not any("lr_change" in cb.requires for cb in self.callbacks):
+            raise RuntimeError(
+                "self.loop.lr was set by a callback that does not declare it: give the "
+                "callback class requires = frozenset({'lr_change'}), so that the run is "
+                "checked for it (graph=True cannot change its rate) and a resume treats "
+                "the rate as state."
+            )
         if self.optimizer is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = value
@@ -146,6 +158,13 @@ class Loop:
         forward pass runs it once, and its outputs are refreshed by every replay.
         """
         self.watchers.append(context)
+
+    def defer(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once every callback's ``on_train_begin`` has run (and checked).
+
+        A resume restores the run this way, so that nothing changes before every check.
+        """
+        self.deferred.append(action)
 
     def keep_lazily(self, publish: Callable[[TrainHistory], None]) -> None:
         """Register ``publish(history)``: brings lazily kept fields into the history.

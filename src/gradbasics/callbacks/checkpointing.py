@@ -8,6 +8,7 @@ from typing import Any
 
 from gradbasics._ckptcheck import LazySettings, check_writable
 from gradbasics._ckptload import restore
+from gradbasics._ckptstate import callback_entries
 from gradbasics._validate import _describe, check_int
 from gradbasics.callbacks.base import Callback, Loop
 from gradbasics.checkpoint import check_path, save_checkpoint
@@ -57,7 +58,11 @@ class Checkpointing(Callback):
         self.resume = resume
 
     def on_train_begin(self) -> None:
-        """Resume from the file (it begins last: every other callback's checks have run)."""
+        """Resume from the file once every callback has begun (and checked)."""
+        self.loop.defer(self._begin)
+
+    def _begin(self) -> None:
+        callback_entries(self.loop.callbacks)  # what no checkpoint could store: refused now
         if self.resume and self.path.exists():
             restore_run(self.path, self.loop)
         self._saved = (self.loop.start, self.loop.history.stopped_epoch)
@@ -90,7 +95,7 @@ def save_run(path: Path, loop: Loop, epoch: int) -> None:
     save_checkpoint(
         path, loop.model, epoch=epoch, history=loop.sync(), optimizer=loop.optimizer,
         generator=loop.generator, settings=_complete(loop.settings), rule=rule,
-        callbacks=loop.callbacks,
+        callbacks=loop.callbacks, extra={"lr": loop.lr},
     )  # fmt: skip
 
 
@@ -102,6 +107,9 @@ def restore_run(path: Path, loop: Loop) -> None:
         max_epoch=loop.epochs, rule=rule, callbacks=loop.callbacks, volatile=loop.volatile,
     )  # fmt: skip
     loop.history, loop.start = restored.history, restored.epoch
+    rate = restored.extra.get("lr")
+    if loop.optimizer is None and isinstance(rate, float):  # a callback may have moved it
+        loop._lr = rate
     for cb in loop.callbacks:
         entry = restored.callbacks.get(cb.key)
         if entry is not None and entry.get("state") is not None:

@@ -136,7 +136,10 @@ class EarlyStopping(Callback):
         if weights is not None and (
             not isinstance(weights, dict)
             or set(weights) != set(own)
-            or any(not isinstance(v, Tensor) or v.shape != own[k].shape for k, v in weights.items())
+            or any(
+                not isinstance(v, Tensor) or v.shape != own[k].shape or v.dtype != own[k].dtype
+                for k, v in weights.items()
+            )
         ):
             return "its best weights do not fit the model"
         return None

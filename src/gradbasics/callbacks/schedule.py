@@ -33,6 +33,27 @@ def _config(state: object) -> Any:
     return state
 
 
+def _same_kind(saved: object, own: object) -> bool:
+    """Whether a saved state value can stand for ``own`` (numbers for numbers, alike)."""
+    if isinstance(own, bool) or own is None:
+        return type(saved) is type(own) or own is None
+    if isinstance(own, int | float):
+        return isinstance(saved, int | float) and not isinstance(saved, bool)
+    if isinstance(own, list | tuple):
+        return (
+            isinstance(saved, list | tuple)
+            and len(saved) == len(own)
+            and all(_same_kind(s, o) for s, o in zip(saved, own, strict=True))
+        )
+    if isinstance(own, dict):
+        return (
+            isinstance(saved, dict)
+            and saved.keys() == own.keys()
+            and all(_same_kind(saved[k], v) for k, v in own.items())
+        )
+    return type(saved) is type(own)
+
+
 class Schedule(Callback):
     r"""Change the learning rate as training goes: a torch scheduler or ``epoch -> lr``.
 
@@ -136,10 +157,11 @@ class Schedule(Callback):
         """The keys of this scheduler's own state."""
         if self.kind == "callable":
             return None if state is None else "a callable schedule has no state"
-        own = set(self.scheduler.state_dict())
-        if not isinstance(state, dict) or set(state) != own:
+        own = self.scheduler.state_dict()
+        if not isinstance(state, dict) or set(state) != set(own):
             return f"expected a {type(self.scheduler).__name__} state with keys {sorted(own)}"
-        return None
+        wrong = sorted(k for k, v in own.items() if not _same_kind(state[k], v))
+        return f"{wrong} are of another kind than this scheduler's" if wrong else None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the torch scheduler."""
