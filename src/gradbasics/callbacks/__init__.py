@@ -1,7 +1,7 @@
 """train_loop's features, each one :class:`Callback` in its own module.
 
 ``train_loop``'s keywords build these (``val=`` a :class:`Validation`, ``early_stopping=``
-an :class:`EarlyStopping`, ...); the same objects, and your own, go in ``callbacks=``.
+an :class:`~gradbasics.EarlyStopping`, ...); the same objects, and your own, go in ``callbacks=``.
 """
 
 from gradbasics.callbacks.base import Callback, Loop, Step
