@@ -56,6 +56,7 @@ dist: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/realsize.py
 
 clean:
 	rm -rf $(VENV) build dist docs/_build .mypy_cache .pytest_cache .ruff_cache

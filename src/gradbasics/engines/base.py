@@ -108,23 +108,23 @@ class Run:
         """Draw this epoch's row order on the CPU generator, on the data's device: ``(N,)``."""
         return to_device(torch.randperm(self.rows, generator=self.generator), self.device)
 
-    def batches(self) -> Sequence[tuple[Tensor, Tensor]]:
-        """This epoch's batches: all rows in order, or a fresh permutation cut in batches."""
-        if self.size == self.rows:
-            return ((self.x, self.y),)
-        perm = self.permutation()  # (N,)
-        return [
-            (self.x.index_select(0, i), self.y.index_select(0, i)) for i in perm.split(self.size)
-        ]
-
     def epoch_batches(self) -> Iterable[tuple[Tensor, Tensor, bool]]:
-        """This epoch's batches, each with whether it is the last (from tensors or a loader)."""
+        """This epoch's batches, each with whether it is the last (from tensors or a loader).
+
+        From tensors: all rows in order, or a fresh permutation cut in batches, each
+        gathered (``index_select``) only when the step asks for it, so an epoch holds one
+        batch at a time and it is still in cache for its forward pass.
+        """
         if self.loader is None:
             if self.size == self.rows:  # the common case, without a generator's cost
                 return ((self.x, self.y, True),)
-            batches = self.batches()
-            last = len(batches) - 1
-            return [(xb, yb, b == last) for b, (xb, yb) in enumerate(batches)]
+            chunks = self.permutation().split(self.size)  # views of one (N,) permutation
+            last = len(chunks) - 1
+            x, y = self.x, self.y
+            return (
+                (x.index_select(0, i), y.index_select(0, i), b == last)
+                for b, i in enumerate(chunks)
+            )
         return self._from_loader(self.loader)
 
     def _from_loader(self, loader: Iterable[object]) -> Iterator[tuple[Tensor, Tensor, bool]]:
