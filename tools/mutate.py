@@ -436,6 +436,25 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         "            pass",
         ["tests/test_practice.py", "tests/test_contract.py"],
     ),
+    # data at real sizes
+    (
+        S + "_validate.py",
+        "for c in (t.split(rows) if t.dim() else (t,))]",
+        "for c in (t.split(rows)[:1] if t.dim() else (t,))]",
+        ["tests/test_realsize.py"],
+    ),
+    (
+        S + "_validate.py",
+        "    ends = [torch.stack(torch.aminmax(c))",
+        "    ends = [torch.stack(torch.aminmax(c.nan_to_num(0.0)))",
+        ["tests/test_realsize.py"],
+    ),
+    (
+        S + "engines/base.py",
+        "            return (\n                (x.index_select(0, i), y.index_select(0, i), b == last)\n                for b, i in enumerate(chunks)\n            )",
+        "            return [\n                (x.index_select(0, i), y.index_select(0, i), b == last)\n                for b, i in enumerate(chunks)\n            ]",
+        ["tests/test_realsize.py"],
+    ),
     # recording and plotting
     (
         S + "_activationlog.py",
