@@ -89,8 +89,8 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         S + "engines/base.py",
-        "        perm = self.permutation()  # (N,)",
-        "        perm = torch.arange(self.rows, device=self.device)",
+        "            chunks = self.permutation().split(self.size)",
+        "            chunks = torch.arange(self.rows, device=self.device).split(self.size)",
         TRAIN,
     ),
     # engines
