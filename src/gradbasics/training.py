@@ -187,9 +187,10 @@ def train_loop(
             model's device. After each epoch's updates it runs once under
             ``torch.no_grad()`` in eval mode (mode restored), and its activations are the
             ones recorded, so epochs compare like with like. Needs ``record``.
-        callbacks: :class:`~gradbasics.callbacks.Callback` objects (your own, or the built-in features of
-            :mod:`gradbasics.callbacks`), or plain callables ``fn(epoch, history)`` called
-            after every epoch. Either stops the run cleanly with ``history.stop()``.
+        callbacks: :class:`~gradbasics.callbacks.Callback` objects (your own, or the
+            built-in features of :mod:`gradbasics.callbacks`), or plain callables
+            ``fn(epoch, history)`` called after every epoch. Either stops the run cleanly
+            with ``history.stop()``.
         progress: Show a tqdm progress bar (needs ``pip install 'gradbasics[progress]'``).
         checkpoint: A file to write a checkpoint to (see :func:`save_checkpoint`) every
             ``checkpoint_every`` epochs and after the last one, atomically.
