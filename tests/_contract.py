@@ -20,11 +20,12 @@ import torch
 from torch import nn
 
 from gradbasics import EarlyStopping, TrainHistory, rules, train_loop
-from gradbasics.callbacks import Callback, Step
+from gradbasics.callbacks import BestCheckpoint, Callback, CSVLogger, Step
 
 EPOCHS, KILL_AT = 7, 3
 FEATURES = ("plain", "rule", "validation", "train_metrics", "early_stopping", "steplr",
-            "onecycle", "plateau", "callable", "clip", "record", "progress", "user")  # fmt: skip
+            "onecycle", "plateau", "callable", "clip", "record", "progress", "user", "best",
+            "csv")  # fmt: skip
 ROWS, BATCH = 48, 5
 
 
@@ -80,8 +81,10 @@ def mae(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (out - t).abs().mean()
 
 
-def features(m: nn.Module, vx: torch.Tensor, vt: torch.Tensor) -> dict[str, dict[str, Any]]:
-    """Each feature's train_loop keywords (settings as the changes in the test expect)."""
+def features(
+    m: nn.Module, vx: torch.Tensor, vt: torch.Tensor, files: Path = Path("/tmp/contract")
+) -> dict[str, dict[str, Any]]:
+    """Each feature's train_loop keywords; ``files`` starts the names of the files they write."""
 
     def sgd(momentum: float = 0.9) -> torch.optim.Optimizer:
         return torch.optim.SGD(m.parameters(), lr=0.02, momentum=momentum)
@@ -105,13 +108,15 @@ def features(m: nn.Module, vx: torch.Tensor, vt: torch.Tensor) -> dict[str, dict
         "record": {"lr": 0.02, "record": True, "probe": vx[:3]},
         "progress": {"lr": 0.02, "progress": True},
         "user": {"lr": 0.02, "callbacks": [LossTrend(patience=2)]},
+        "best": {"lr": 0.02, **val, "callbacks": [BestCheckpoint(f"{files}.best", mode="min")]},
+        "csv": {"lr": 0.02, **val, "callbacks": [CSVLogger(f"{files}.csv")]},
     }  # fmt: skip
 
 
 def train(feature: str, checkpoint: Path, *, resume: bool, kill: bool) -> tuple[Any, ...]:
     x, t, vx, vt = data()
     m = model()
-    kw = features(m, vx, vt)[feature]
+    kw = features(m, vx, vt, checkpoint)[feature]
     if kill:
         kw["callbacks"] = [*kw.get("callbacks", []), _Kill()]
     history = train_loop(m, x, t, epochs=EPOCHS, batch_size=BATCH, checkpoint=checkpoint,

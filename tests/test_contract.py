@@ -22,7 +22,7 @@ from torch import nn
 
 import _contract as contract
 from gradbasics import CheckpointError, EarlyStopping, TrainHistory, rules, train_loop
-from gradbasics.callbacks import Callback, Schedule, Step
+from gradbasics.callbacks import BestCheckpoint, Callback, Schedule, Step
 from gradbasics.checkpoint import load_checkpoint
 from helpers import assert_same_bits, params_of
 
@@ -82,6 +82,17 @@ def test_killed_and_resumed_equals_uninterrupted(
     ]
     same(ends[0].callbacks, ends[1].callbacks, f"{feature} callbacks")
     assert ends[0].epoch == ends[1].epoch == len(whole["history"]["losses"])
+    # What the callbacks wrote besides the checkpoint: the best weights, the CSV log.
+    if feature == "best":
+        best = [out / f"{feature}-{k}.pt.best" for k in ("killed", "whole")]
+        models = [contract.model(), contract.model()]
+        loaded = [load_checkpoint(p, m) for p, m in zip(best, models, strict=True)]
+        same(loaded[0].extra, loaded[1].extra, "best")
+        assert loaded[1].extra["epoch"] > contract.KILL_AT  # it moved after the kill
+        same(models[0].state_dict(), models[1].state_dict(), "best weights")
+    if feature == "csv":
+        logs = [(out / f"{feature}-{k}.pt.csv").read_text() for k in ("killed", "whole")]
+        assert logs[0] == logs[1] and logs[1].count("\n") == 1 + contract.EPOCHS
 
 
 # ---------------------------------------------------------------------------------------
@@ -95,7 +106,7 @@ def _first(tmp: Path, feature: str) -> Path:
     m = contract.model()
     train_loop(m, x, t, epochs=2, batch_size=contract.BATCH, checkpoint=path,
                generator=torch.Generator().manual_seed(2),
-               **contract.features(m, vx, vt)[feature])  # fmt: skip
+               **contract.features(m, vx, vt, path)[feature])  # fmt: skip
     return path
 
 
@@ -111,6 +122,13 @@ def _sched(kw: dict[str, Any], make: Callable[[torch.optim.Optimizer], Any]) -> 
 
 
 lr_sched = torch.optim.lr_scheduler
+
+
+def tmp_best(kw: dict[str, Any]) -> Path:
+    """The path the feature's BestCheckpoint writes to."""
+    return Path(kw["callbacks"][0].path)
+
+
 CHANGES: list[tuple[str, str, str, Change]] = [
     ("validation", "Validation", "data", lambda m, vx, vt, kw: {**kw, **_other_val(m, vx, vt)}),
     ("validation", "Validation", "metrics",
@@ -145,6 +163,11 @@ CHANGES: list[tuple[str, str, str, Change]] = [
     ("record", "ActivationRecording", "names", lambda m, vx, vt, kw: {**kw, "record": ["0"]}),
     ("user", "LossTrend", "beta",
      lambda m, vx, vt, kw: {**kw, "callbacks": [contract.LossTrend(beta=0.9, patience=2)]}),
+    ("best", "BestCheckpoint", "monitor",
+     lambda m, vx, vt, kw: {**kw, "callbacks": [BestCheckpoint(tmp_best(kw), monitor="mae")]}),
+    ("best", "BestCheckpoint", "mode",
+     lambda m, vx, vt, kw: {**kw, "callbacks": [BestCheckpoint(tmp_best(kw), mode="max")]}),
+    ("csv", "CSVLogger", "", lambda m, vx, vt, kw: {**kw, "callbacks": []}),
     # a callback with state or settings removed, or added
     ("early_stopping", "EarlyStopping", "", lambda m, vx, vt, kw: {**kw, "early_stopping": None}),
     ("plain", "GradientClip", "", lambda m, vx, vt, kw: {**kw, "clip_grad_norm": 1.0}),
@@ -160,7 +183,7 @@ def test_a_changed_setting_is_refused_by_key_and_field_with_nothing_changed(
     path = _first(tmp_path, feature)
     x, t, vx, vt = contract.data()
     m = contract.model()
-    kw = change(m, vx, vt, contract.features(m, vx, vt)[feature])
+    kw = change(m, vx, vt, contract.features(m, vx, vt, path)[feature])
     kw = {k: v for k, v in kw.items() if v is not None}
     opt = kw.get("optimizer")
     before, opt_before = params_of(m), None if opt is None else opt.state_dict()

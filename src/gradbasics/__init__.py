@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     )
     from gradbasics.data import LossFn, batched_loss, mse_loss
     from gradbasics.history import DivergenceError, EpochFn, TrainHistory, TrainingInterrupted
+    from gradbasics.inference import predict
     from gradbasics.models import ChainModel, FrozenFirstModel
     from gradbasics.plotting import plot_activations, plot_losses
     from gradbasics.recording import ActivationRecorder
@@ -62,6 +63,7 @@ _WHERE = {
     "mse_loss": "gradbasics.data",
     "plot_activations": "gradbasics.plotting",
     "plot_losses": "gradbasics.plotting",
+    "predict": "gradbasics.inference",
     "rules": "gradbasics.rules",
     "save_checkpoint": "gradbasics.checkpoint",
     "train_loop": "gradbasics.training",
@@ -98,6 +100,7 @@ __all__ = [
     "mse_loss",
     "plot_activations",
     "plot_losses",
+    "predict",
     "rules",
     "save_checkpoint",
     "train_loop",

@@ -5,8 +5,10 @@ an :class:`~gradbasics.EarlyStopping`, ...); the same objects, and your own, go 
 """
 
 from gradbasics.callbacks.base import Callback, Loop, Step
+from gradbasics.callbacks.best_checkpoint import BestCheckpoint
 from gradbasics.callbacks.checkpointing import Checkpointing
 from gradbasics.callbacks.clip import GradientClip
+from gradbasics.callbacks.csv_logger import CSVLogger
 from gradbasics.callbacks.early_stopping import EarlyStopping
 from gradbasics.callbacks.progress import ProgressBar
 from gradbasics.callbacks.recording import ActivationRecording
@@ -16,6 +18,8 @@ from gradbasics.callbacks.validation import Validation
 
 __all__ = [
     "ActivationRecording",
+    "BestCheckpoint",
+    "CSVLogger",
     "Callback",
     "Checkpointing",
     "EarlyStopping",

@@ -1,0 +1,151 @@
+"""What practitioners reach for first: the best checkpoint, a CSV log, predict."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from gradbasics import TrainHistory, load_checkpoint, predict, train_loop
+from gradbasics.callbacks import BestCheckpoint, CSVLogger
+from helpers import assert_same_bits, params_of
+
+
+def _data() -> tuple[Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=g)
+    vx = torch.randn(12, 3, generator=g)
+    return x, x.sum(1, keepdim=True), vx, vx.sum(1, keepdim=True)
+
+
+def _model(dropout: float = 0.0) -> nn.Module:
+    torch.manual_seed(5)
+    return nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Dropout(dropout), nn.Linear(6, 1))
+
+
+@pytest.mark.parametrize(("mode", "pick"), [("min", min), ("max", max)])
+def test_the_best_checkpoint_holds_the_weights_captured_by_hand(
+    tmp_path: Path, mode: str, pick: Any
+) -> None:
+    x, t, vx, vt = _data()
+    model = _model()
+    captured: dict[int, dict[str, Tensor]] = {}
+
+    def capture(epoch: int, history: TrainHistory) -> None:
+        captured[epoch] = params_of(model)
+
+    path = tmp_path / "best.pt"
+    h = train_loop(model, x, t, epochs=12, lr=0.3, batch_size=8, val=(vx, vt),
+                   generator=torch.Generator().manual_seed(1),
+                   callbacks=[BestCheckpoint(path, mode=mode), capture])  # fmt: skip
+    best_epoch = h.val_losses.index(pick(h.val_losses))
+    assert 0 < best_epoch < len(h.val_losses) - 1 or mode == "max"  # not a trivial end
+    loaded = _model()
+    saved = load_checkpoint(path, loaded)
+    assert saved.extra == {
+        "epoch": best_epoch,
+        "monitor": "val_loss",
+        "value": h.val_losses[best_epoch],
+    }
+    assert saved.epoch == best_epoch + 1
+    assert_same_bits(params_of(loaded), captured[best_epoch])
+
+
+def test_the_best_checkpoint_refuses_bad_arguments_and_unknown_monitors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"mode must be 'min' or 'max', got 'low'"):
+        BestCheckpoint(tmp_path / "b.pt", mode="low")
+    with pytest.raises(TypeError, match=r"monitor must be a str, got 3 \(int\)"):
+        BestCheckpoint(tmp_path / "b.pt", monitor=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"path's folder must exist"):
+        BestCheckpoint(tmp_path / "no" / "b.pt")
+    x, t, *_ = _data()
+    m = _model()
+    before = params_of(m)
+    best = BestCheckpoint(tmp_path / "b.pt", monitor="acc")
+    with pytest.raises(ValueError, match=r"BestCheckpoint monitors 'acc'.*known: \['loss'\]"):
+        train_loop(m, x, t, epochs=2, lr=0.1, callbacks=[best])
+    assert_same_bits(params_of(m), before)
+    assert not (tmp_path / "b.pt").exists()
+
+
+def test_a_nan_never_improves() -> None:
+    stopper = BestCheckpoint(Path("/tmp/x.pt"))
+    assert stopper.improved(1.0)
+    stopper.best = 1.0
+    assert not stopper.improved(math.nan) and not stopper.improved(1.0)
+    assert stopper.improved(0.5)
+
+
+def test_the_csv_log_reads_back_equal_to_the_history(tmp_path: Path) -> None:
+    x, t, vx, vt = _data()
+    path = tmp_path / "log.csv"
+    mae = lambda out, target: (out - target).abs().mean()  # noqa: E731
+    h = train_loop(_model(), x, t, epochs=5, lr=0.1, batch_size=8, val=(vx, vt),
+                   metrics={"mae": mae}, train_metrics=True,
+                   callbacks=[CSVLogger(path)])  # fmt: skip
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "loss", "val_loss", "train_mae", "mae", "lr"]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
+    assert [float(r["loss"]) for r in rows] == h.losses
+    assert [float(r["val_loss"]) for r in rows] == h.val_losses
+    assert [float(r["mae"]) for r in rows] == h.metrics["mae"]
+    assert [float(r["train_mae"]) for r in rows] == h.metrics["train_mae"]
+    assert [float(r["lr"]) for r in rows] == h.lrs
+
+
+def test_a_new_run_starts_a_new_csv_and_a_resume_never_duplicates_a_row(tmp_path: Path) -> None:
+    x, t, *_ = _data()
+    log, ckpt = tmp_path / "log.csv", tmp_path / "c.pt"
+
+    def run(epochs: int, resume: bool, every: int = 1) -> TrainHistory:
+        return train_loop(_model(), x, t, epochs=epochs, lr=0.1, batch_size=8, checkpoint=ckpt,
+                          checkpoint_every=every, resume=resume,
+                          generator=torch.Generator().manual_seed(1),
+                          callbacks=[CSVLogger(log)])  # fmt: skip
+
+    whole = run(6, False)
+    ckpt.unlink()
+    run(5, False, every=3)  # the checkpoint holds 3 epochs, the log 5 rows
+    with open(log, newline="") as f:
+        assert len(list(csv.reader(f))) == 1 + 5
+    run(6, True)
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(6))
+    assert [float(r["loss"]) for r in rows] == whole.losses
+
+
+def test_predict_equals_the_model_in_eval_mode(device: torch.device) -> None:
+    x, *_ = _data()
+    model = _model(dropout=0.5).to(device)
+    model.train()
+    with torch.no_grad():
+        whole = model.eval()(x.to(device))
+        by_hand = torch.cat([model(b) for b in x.to(device).split(7)])
+    model.train()
+    assert torch.equal(predict(model, x.to(device)), whole)
+    out = predict(model, x, batch_size=7)  # CPU rows, moved batch by batch
+    assert torch.equal(out, by_hand) and out.device == whole.device and not out.requires_grad
+    loader = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=7)
+    assert torch.equal(predict(model, loader), by_hand)
+    assert model.training  # the mode is restored
+
+
+def test_predict_refuses_bad_input_and_restores_the_mode() -> None:
+    model = _model().eval()
+    with pytest.raises(TypeError, match=r"inputs must have the model's dtype torch.float32"):
+        predict(model, torch.ones(3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"batch_size must be >= 1, got 0"):
+        predict(model, torch.ones(3, 3), batch_size=0)
+    with pytest.raises(ValueError, match=r"at least one batch"):
+        predict(model, [])
+    with pytest.raises(TypeError, match=r"batch 0 must be a tensor of rows"):
+        predict(model, [("a", "b")])
+    assert not model.training
