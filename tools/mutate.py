@@ -26,6 +26,7 @@ S = "src/gradbasics/"
 CK = ["tests/test_checkpoint.py", "tests/test_checkpoint_faults.py"]
 TRAIN = ["tests/test_training.py", "tests/test_device_path.py", "tests/test_engines.py"]
 RULES = ["tests/test_rules.py"]
+PR = ["tests/test_practitioner.py", "tests/test_contract.py"]
 CB = ["tests/test_contract.py", "tests/test_resume_bugs.py", "tests/test_callbacks.py"]
 
 # (file, original text, mutated text, test files that guard it)
@@ -435,6 +436,44 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         "            self.bar.update(self.loop.start)",
         "            pass",
         ["tests/test_practice.py", "tests/test_contract.py"],
+    ),
+    # practitioners' callbacks and predict
+    (
+        S + "callbacks/best_checkpoint.py",
+        '        return value < self.best if self.mode == "min" else value > self.best',
+        '        return value <= self.best if self.mode == "min" else value > self.best',
+        PR,
+    ),
+    (
+        S + "callbacks/best_checkpoint.py",
+        '        return value < self.best if self.mode == "min" else value > self.best',
+        "        return value < self.best",
+        PR,
+    ),
+    (
+        S + "callbacks/best_checkpoint.py",
+        "        self.best = self.best_epoch = None",
+        "        pass",
+        PR,
+    ),
+    (
+        S + "callbacks/csv_logger.py",
+        "                kept = list(csv.reader(f))[: self._rows + 1]  # the header and the rows",
+        "                kept = list(csv.reader(f))",
+        PR,
+    ),
+    (
+        S + "callbacks/csv_logger.py",
+        '            writer.writerow([repr(row[c]) if c in row else "" for c in self._columns])',
+        '            writer.writerow([str(row[c]) if c in row else "" for c in self._columns])',
+        PR,
+    ),
+    (S + "inference.py", "    model.eval()\n", "", ["tests/test_practitioner.py"]),
+    (
+        S + "inference.py",
+        "        model.train(was_training)",
+        "        pass",
+        ["tests/test_practitioner.py"],
     ),
     # data at real sizes
     (
