@@ -149,3 +149,74 @@ def test_predict_refuses_bad_input_and_restores_the_mode() -> None:
     with pytest.raises(TypeError, match=r"batch 0 must be a tensor of rows"):
         predict(model, [("a", "b")])
     assert not model.training
+
+
+def test_evaluate_over_a_loader_equals_evaluate_over_tensors(device: torch.device) -> None:
+    from gradbasics import evaluate
+
+    x, t, *_ = _data()
+    model = _model(dropout=0.5).to(device)
+    mae = lambda out, target: (out - target).abs().mean()  # noqa: E731
+    loader = DataLoader(TensorDataset(x, t), batch_size=7)  # CPU batches, moved as they come
+    by_loader = evaluate(model, loader, metrics={"mae": mae})
+    by_tensors = evaluate(model, x.to(device), t.to(device), metrics={"mae": mae}, batch_size=7)
+    assert by_loader == by_tensors
+    assert model.training
+    with pytest.raises(ValueError, match="batch_size must be None with a DataLoader"):
+        evaluate(model, loader, batch_size=7)
+    with pytest.raises(ValueError, match="at least one batch"):
+        evaluate(model, [])
+
+
+def test_val_as_a_loader_equals_val_as_tensors(tmp_path: Path) -> None:
+    x, t, vx, vt = _data()
+    mae = lambda out, target: (out - target).abs().mean()  # noqa: E731
+    runs = []
+    for val in ((vx, vt), DataLoader(TensorDataset(vx, vt), batch_size=5)):
+        m = _model()
+        h = train_loop(m, x, t, epochs=4, lr=0.1, batch_size=5 if isinstance(val, tuple) else 8,
+                       val=val, metrics={"mae": mae}, early_stopping=None)  # fmt: skip
+        runs.append(h)
+    # the same model trajectory needs the same training batches: compare validation only
+    m = _model()
+    h = train_loop(m, x, t, epochs=1, lr=0.1, val=DataLoader(TensorDataset(vx, vt), batch_size=5))
+    from gradbasics import evaluate
+
+    assert h.val_losses[0] == evaluate(m, vx, vt, batch_size=5)["loss"]
+    assert len(runs[1].val_losses) == 4 and runs[1].metrics["mae"]
+
+
+def test_a_val_loader_resumes_and_a_changed_one_is_refused(tmp_path: Path) -> None:
+    from gradbasics import CheckpointError
+
+    x, t, vx, vt = _data()
+    path = tmp_path / "c.pt"
+
+    def run(epochs: int, val: Any, resume: bool) -> TrainHistory:
+        return train_loop(_model(), x, t, epochs=epochs, lr=0.1, val=val, checkpoint=path,
+                          resume=resume)  # fmt: skip
+
+    loader = DataLoader(TensorDataset(vx, vt), batch_size=5)
+    whole = run(4, loader, False)
+    path.unlink()
+    run(2, loader, False)
+    assert run(4, loader, True).val_losses == whole.val_losses
+    path.unlink()
+    run(2, loader, False)
+    with pytest.raises(CheckpointError, match="'Validation' had another 'data'"):
+        run(4, DataLoader(TensorDataset(vx + 1, vt), batch_size=5), True)
+    with pytest.raises(CheckpointError, match="'Validation' had another 'batch_size'"):
+        run(4, DataLoader(TensorDataset(vx, vt), batch_size=4), True)
+
+
+def test_a_bad_val_loader_is_refused_before_anything_changes() -> None:
+    x, t, *_ = _data()
+    m = _model()
+    before = params_of(m)
+    with pytest.raises(ValueError, match="val must hold at least one batch"):
+        train_loop(m, x, t, epochs=1, lr=0.1, val=[])
+    with pytest.raises(TypeError, match="each batch of the loader must be a pair"):
+        train_loop(m, x, t, epochs=1, lr=0.1, val=[(x,)])
+    with pytest.raises(TypeError, match="val must be re-iterable"):
+        train_loop(m, x, t, epochs=1, lr=0.1, val=iter([(x, t)]))
+    assert_same_bits(params_of(m), before)

@@ -86,12 +86,27 @@ def check_source(
 
 def check_val(
     val: object, dtype: torch.dtype | None, mse: bool, x: Tensor
-) -> tuple[Tensor, Tensor] | None:
-    """``val``: None or ``(inputs, targets)`` shaped like the training data."""
+) -> tuple[Tensor, Tensor] | Iterable[Any] | None:
+    """``val``: None, ``(inputs, targets)`` shaped like the training data, or a loader."""
     if val is None:
         return None
+    pair = (isinstance(val, tuple) and len(val) == 2) or (  # a list may be of batches
+        isinstance(val, list) and len(val) == 2 and all(isinstance(v, Tensor) for v in val)
+    )
+    if isinstance(val, DataLoader) or (
+        not pair and isinstance(val, Iterable) and not isinstance(val, Tensor | str)
+    ):
+        if isinstance(val, Iterator):
+            raise TypeError(
+                "val must be re-iterable (a DataLoader, a list of batches), got a one-shot "
+                f"iterator {_describe(val)} that could serve only one epoch."
+            )
+        return val  # its batches are checked as they come
     if not isinstance(val, tuple | list) or len(val) != 2:
-        raise TypeError(f"val must be a pair (inputs, targets) of tensors, got {_describe(val)}.")
+        raise TypeError(
+            "val must be a pair (inputs, targets) of tensors or a DataLoader, got "
+            f"{_describe(val)}."
+        )
     try:
         with sanctioned_sync():
             vx, vy = check_data(val[0], val[1], model_dtype=dtype, float_targets=mse)
@@ -170,7 +185,7 @@ def loader_data(loader: object) -> tuple[int | None, tuple[Tensor, Tensor] | Non
 
 def build_callbacks(
     *,
-    val: tuple[Tensor, Tensor] | None,
+    val: tuple[Tensor, Tensor] | Iterable[Any] | None,
     metrics: dict[str, Any],
     train_metrics: bool,
     batch_size: int | None,
@@ -186,8 +201,10 @@ def build_callbacks(
 ) -> list[Callback]:
     """train_loop's keywords as the callbacks they stand for (each checks its arguments)."""
     built: list[Callback] = []
-    if val is not None:
+    if isinstance(val, tuple):
         built.append(Validation(*val, metrics=metrics, batch_size=batch_size))
+    elif val is not None:
+        built.append(Validation(val, metrics=metrics))
     if train_metrics:
         built.append(TrainMetrics(metrics))
     if early_stopping is not None:

@@ -171,3 +171,26 @@ def batched_loss(
         rows = random_rows(x.shape[0], size, gen).to(x.device)
         x, y = x.index_select(0, rows), y.index_select(0, rows)  # (batch_size, ...)
     return check_loss_value(fn(model(x), y))
+
+
+def loader_batch(batch: object, device: torch.device) -> tuple[Tensor, Tensor]:
+    """A loader's ``(inputs, targets)`` on ``device`` (without blocking, when pinned)."""
+    if (
+        not isinstance(batch, tuple | list)
+        or len(batch) != 2
+        or not all(isinstance(t, Tensor) for t in batch)
+    ):
+        raise TypeError(
+            "each batch of the loader must be a pair (inputs, targets) of tensors, got "
+            f"{type(batch).__name__} of {len(batch) if isinstance(batch, tuple | list) else '?'}."
+        )
+    xb, yb = batch
+    if xb.shape[:1] != yb.shape[:1] or xb.dim() == 0:
+        raise ValueError(
+            f"each batch must hold as many target rows as input rows, got inputs of shape "
+            f"{tuple(xb.shape)} and targets of shape {tuple(yb.shape)}."
+        )
+    return (
+        xb.to(device, non_blocking=xb.is_pinned()).detach(),
+        yb.to(device, non_blocking=yb.is_pinned()).detach(),
+    )

@@ -112,7 +112,7 @@ def train_loop(
     checkpoint_every: int = 1,
     resume: bool = False,
     graph: bool = False,
-    val: tuple[Tensor, Tensor] | None = None,
+    val: tuple[Tensor, Tensor] | Iterable[Any] | None = None,
     metrics: Mapping[str, Metric] | None = None,
     early_stopping: EarlyStopping | None = None,
     scheduler: object = None,
@@ -204,7 +204,8 @@ def train_loop(
             captured Python runs only while capturing: hooks, prints or counters in the
             model's forward or in ``loss_fn`` do not run on every step.
         val: Validation data ``(inputs, targets)``, evaluated after every epoch into
-            ``history.val_losses`` (batched by ``batch_size``, weighted by rows).
+            ``history.val_losses`` (batched by ``batch_size``, weighted by rows); or a
+            ``DataLoader`` of ``(inputs, targets)`` batches.
         metrics: Named ``metric(outputs, targets) -> 0-d tensor`` (batch means), computed
             on ``val`` after every epoch into ``history.metrics[name]``.
         early_stopping: An :class:`EarlyStopping`: stop when its monitored value stops

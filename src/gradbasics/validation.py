@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from gradbasics._device import sanctioned_sync
 from gradbasics._validate import _describe, check_data, check_int, model_device_dtype
-from gradbasics.data import LossFn, check_loss_fn, check_loss_value
+from gradbasics.data import LossFn, check_loss_fn, check_loss_value, loader_batch
 
 __all__ = ["Metric", "evaluate"]
 
@@ -33,8 +34,8 @@ def check_metrics(metrics: object) -> dict[str, Metric]:
 
 def evaluate(
     model: nn.Module,
-    inputs: Tensor,
-    targets: Tensor,
+    inputs: Tensor | Iterable[Any],
+    targets: Tensor | None = None,
     *,
     loss_fn: LossFn | None = None,
     metrics: Mapping[str, Metric] | None = None,
@@ -51,15 +52,18 @@ def evaluate(
 
         \bar m = \frac{1}{N} \sum_B |B|\, m\bigl(f(x_B), t_B\bigr)
 
-    All values are read from the device at once, at the end.
+    All values are read from the device at once, at the end. A ``DataLoader`` of
+    ``(inputs, targets)`` batches can replace the two tensors; its batches are moved to
+    the model's device as they come, and weighted by their rows the same way.
 
     Args:
-        model: The model :math:`f`; the data must be on its device.
-        inputs: Inputs, rows are samples: ``(N, ...)``.
-        targets: Targets with ``N`` rows.
+        model: The model :math:`f`; tensors must be on its device.
+        inputs: Inputs, rows are samples: ``(N, ...)``; or a ``DataLoader`` (any
+            iterable of ``(inputs, targets)`` batches), with ``targets`` omitted.
+        targets: Targets with ``N`` rows (omitted with a loader).
         loss_fn: The loss (default :func:`~gradbasics.mse_loss`), returning batch means.
         metrics: Named metrics ``metric(outputs, targets) -> 0-d tensor`` (batch means).
-        batch_size: Rows per batch, >= 1; None for one batch.
+        batch_size: Rows per batch, >= 1; None for one batch (tensors only).
 
     Returns:
         ``{"loss": ..., name: ...}`` as Python floats.
@@ -80,28 +84,49 @@ def evaluate(
     device, dtype = model_device_dtype(model)
     fn = check_loss_fn(loss_fn)
     named = check_metrics(metrics)
+    if not isinstance(inputs, Tensor) and isinstance(inputs, Iterable) and targets is None:
+        if batch_size is not None:
+            raise ValueError(
+                f"batch_size must be None with a DataLoader (it has its own), got {batch_size!r}."
+            )
+        batches: Iterable[tuple[Tensor, Tensor]] = loader_batches(inputs, device)
+    else:
+        with sanctioned_sync():
+            x, y = check_data(inputs, targets, model_dtype=dtype, float_targets=loss_fn is None)
+        n = x.shape[0]
+        size = n if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
+        if x.device != device:
+            raise ValueError(f"inputs must be on the model's device {device}, got {x.device}.")
+        batches = zip(x.split(size), y.split(size), strict=True)
+    sums, rows = validate_sums(model, batches, fn, named)
     with sanctioned_sync():
-        x, y = check_data(inputs, targets, model_dtype=dtype, float_targets=loss_fn is None)
-    n = x.shape[0]
-    size = n if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
-    if x.device != device:
-        raise ValueError(f"inputs must be on the model's device {device}, got {x.device}.")
-    sums = validate_sums(model, x, y, fn, named, size)
-    with sanctioned_sync():
-        values = (sums / n).tolist()
+        values = (sums / rows).tolist()
     return dict(zip(["loss", *named], values, strict=True))
 
 
+def loader_batches(loader: Iterable[Any], device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+    """A loader's ``(inputs, targets)`` batches, checked and on ``device``."""
+    for batch in loader:
+        yield loader_batch(batch, device)
+
+
 def validate_sums(
-    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, metrics: dict[str, Metric], size: int
-) -> Tensor:
-    """Row-weighted sums of the loss and each metric, on the device: ``(1 + metrics,)``."""
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    loss_fn: LossFn,
+    metrics: dict[str, Metric],
+) -> tuple[Tensor, int]:
+    """Row-weighted sums of the loss and each metric, on the device: ``(1 + metrics,)``.
+
+    Returns the sums and the number of rows.
+    """
     was_training = model.training
     model.eval()
     try:
         totals: Tensor | None = None
+        rows = 0
         with torch.no_grad():
-            for xb, yb in zip(x.split(size), y.split(size), strict=True):
+            for xb, yb in batches:
                 out = model(xb)
                 row = [check_loss_value(loss_fn(out, yb))]
                 for name, metric in metrics.items():
@@ -114,7 +139,9 @@ def validate_sums(
                     row.append(value)
                 batch = torch.stack([v.to(torch.float64) for v in row]) * xb.shape[0]
                 totals = batch if totals is None else totals + batch
-        assert totals is not None
-        return totals
+                rows += xb.shape[0]
+        if totals is None:
+            raise ValueError("the validation data must hold at least one batch, got none.")
+        return totals, rows
     finally:
         model.train(was_training)

@@ -20,7 +20,7 @@ from gradbasics._device import to_device
 from gradbasics._interrupts import DeferredInterrupt
 from gradbasics.callbacks._chain import named
 from gradbasics.callbacks.base import Step
-from gradbasics.data import LossFn, check_loss_value
+from gradbasics.data import LossFn, check_loss_value, loader_batch
 from gradbasics.steps import (
     legacy_data_step,
     legacy_update,
@@ -140,29 +140,6 @@ class Run:
             return values[0]
         w = self.sizes if weights is None else weights
         return sum(v * n for v, n in zip(values, w, strict=True)) / sum(w)
-
-
-def loader_batch(batch: object, device: torch.device) -> tuple[Tensor, Tensor]:
-    """A loader's ``(inputs, targets)`` on ``device`` (without blocking, when pinned)."""
-    if (
-        not isinstance(batch, tuple | list)
-        or len(batch) != 2
-        or not all(isinstance(t, Tensor) for t in batch)
-    ):
-        raise TypeError(
-            "each batch of the loader must be a pair (inputs, targets) of tensors, got "
-            f"{type(batch).__name__} of {len(batch) if isinstance(batch, tuple | list) else '?'}."
-        )
-    xb, yb = batch
-    if xb.shape[:1] != yb.shape[:1] or xb.dim() == 0:
-        raise ValueError(
-            f"each batch must hold as many target rows as input rows, got inputs of shape "
-            f"{tuple(xb.shape)} and targets of shape {tuple(yb.shape)}."
-        )
-    return (
-        xb.to(device, non_blocking=xb.is_pinned()).detach(),
-        yb.to(device, non_blocking=yb.is_pinned()).detach(),
-    )
 
 
 def update_and_clear(run: Run) -> Finish:
