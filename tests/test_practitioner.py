@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -220,3 +221,35 @@ def test_a_bad_val_loader_is_refused_before_anything_changes() -> None:
     with pytest.raises(TypeError, match="val must be re-iterable"):
         train_loop(m, x, t, epochs=1, lr=0.1, val=iter([(x, t)]))
     assert_same_bits(params_of(m), before)
+
+
+def test_plot_metrics_draws_each_quantity_training_against_validation() -> None:
+    from gradbasics import EarlyStopping, plot_metrics
+
+    x, t, vx, vt = _data()
+    mae = lambda out, target: (out - target).abs().mean()  # noqa: E731
+    h = train_loop(_model(), x, t, epochs=12, lr=0.3, batch_size=8, val=(vx, vt),
+                   metrics={"mae": mae}, train_metrics=True,
+                   early_stopping=EarlyStopping(patience=3))  # fmt: skip
+    assert h.best_epoch is not None
+    fig = plot_metrics(h)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "mae"]
+    epochs = list(range(1, len(h.losses) + 1))
+    want = [
+        (h.losses, h.val_losses),
+        (h.metrics["train_mae"], h.metrics["mae"]),
+    ]
+    for ax, (train, val) in zip(fig.axes, want, strict=True):
+        lines = {line.get_label(): line for line in ax.lines}
+        assert list(lines) == ["training", "validation", "best epoch"]
+        data = {k: (np.asarray(v.get_xdata()), np.asarray(v.get_ydata())) for k, v in lines.items()}
+        assert data["training"][0].tolist() == epochs
+        assert data["training"][1].tolist() == train
+        assert data["validation"][1].tolist() == val
+        assert data["best epoch"][0].tolist() == [h.best_epoch + 1] * 2
+    only = plot_metrics(h, names=["mae"])
+    assert [ax.get_ylabel() for ax in only.axes] == ["mae"]
+    with pytest.raises(ValueError, match=r"names must be quantities the history holds"):
+        plot_metrics(h, names=["acc"])
+    with pytest.raises(ValueError, match="at least one epoch"):
+        plot_metrics(TrainHistory())

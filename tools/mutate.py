@@ -475,6 +475,18 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         "        pass",
         ["tests/test_practitioner.py"],
     ),
+    (
+        S + "plotting.py",
+        '        val = hist.val_losses if name == "loss" else hist.metrics.get(name)',
+        '        val = hist.val_losses if name == "loss" else hist.metrics.get(f"train_{name}")',
+        ["tests/test_practitioner.py"],
+    ),
+    (
+        S + "validation.py",
+        "                rows += xb.shape[0]",
+        "                rows += 1",
+        ["tests/test_practitioner.py", "tests/test_practice.py"],
+    ),
     # data at real sizes
     (
         S + "_validate.py",

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from gradbasics.history import DivergenceError, EpochFn, TrainHistory, TrainingInterrupted
     from gradbasics.inference import predict
     from gradbasics.models import ChainModel, FrozenFirstModel
-    from gradbasics.plotting import plot_activations, plot_losses
+    from gradbasics.plotting import plot_activations, plot_losses, plot_metrics
     from gradbasics.recording import ActivationRecorder
     from gradbasics.schedules import LRSchedule
     from gradbasics.steps import legacy_data_step, manual_sgd_step
@@ -63,6 +63,7 @@ _WHERE = {
     "mse_loss": "gradbasics.data",
     "plot_activations": "gradbasics.plotting",
     "plot_losses": "gradbasics.plotting",
+    "plot_metrics": "gradbasics.plotting",
     "predict": "gradbasics.inference",
     "rules": "gradbasics.rules",
     "save_checkpoint": "gradbasics.checkpoint",
@@ -100,6 +101,7 @@ __all__ = [
     "mse_loss",
     "plot_activations",
     "plot_losses",
+    "plot_metrics",
     "predict",
     "rules",
     "save_checkpoint",

@@ -12,7 +12,7 @@ from gradbasics.unitstats import UnitStats, unit_stats
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_activations", "plot_losses"]
+__all__ = ["plot_activations", "plot_losses", "plot_metrics"]
 
 
 def _new_figure(what: str, rows: int = 1) -> tuple[Figure, list[Any], Any]:
@@ -208,4 +208,63 @@ def plot_losses(
     ax.set_ylabel("Mean loss")
     ax.set_title(title or "Loss per epoch")
     ax.grid(True)
+    return fig
+
+
+def plot_metrics(
+    history: TrainHistory, *, names: Sequence[str] | None = None, title: str | None = None
+) -> Figure:
+    """Draw each metric per epoch, training against validation, the best epoch marked.
+
+    One panel per quantity: ``"loss"`` (``history.losses`` against ``history.val_losses``)
+    and each metric ``m`` (``history.metrics["train_" + m]`` against
+    ``history.metrics[m]``, whichever the run recorded). With early stopping, a dotted
+    line marks ``history.best_epoch`` on every panel. Epochs are 1-based on the x axis.
+
+    Args:
+        history: A history from :func:`~gradbasics.train_loop`.
+        names: The quantities to draw (``"loss"`` and metric names, without ``train_``);
+            None for all.
+        title: The figure's title.
+
+    Returns:
+        A matplotlib ``Figure`` with one axes per quantity, its lines labelled
+        ``"training"`` and ``"validation"``.
+
+    Raises:
+        TypeError: If ``history`` is not a :class:`~gradbasics.TrainHistory`.
+        ValueError: On a name the history does not hold, or a history with no epochs.
+        ImportError: If matplotlib is not installed.
+
+    Example:
+        >>> import torch
+        >>> from gradbasics import ChainModel, plot_metrics, train_loop
+        >>> x, t = torch.tensor([2.0, 1.0]), torch.tensor([1.0, 0.5])
+        >>> h = train_loop(ChainModel(0.5, 0.5, 0.5), x, t, epochs=4, lr=0.1, val=(x, t))
+        >>> fig = plot_metrics(h)
+        >>> [line.get_label() for line in fig.axes[0].lines]
+        ['training', 'validation']
+    """
+    hist = _check_history(history)
+    if not hist.losses:
+        raise ValueError("history must hold at least one epoch, got none.")
+    found = ["loss", *dict.fromkeys(m.removeprefix("train_") for m in hist.metrics)]
+    chosen = found if names is None else list(names)
+    unknown = [n for n in chosen if n not in found]
+    if unknown or not chosen:
+        raise ValueError(f"names must be quantities the history holds {found}, got {chosen}.")
+    fig, axes, _ = _new_figure("plot_metrics", rows=len(chosen))
+    for ax, name in zip(axes, chosen, strict=True):
+        train = hist.losses if name == "loss" else hist.metrics.get(f"train_{name}")
+        val = hist.val_losses if name == "loss" else hist.metrics.get(name)
+        for values, label in ((train, "training"), (val, "validation")):
+            if values:
+                ax.plot(range(1, len(values) + 1), values, marker=".", label=label)
+        if hist.best_epoch is not None:
+            ax.axvline(hist.best_epoch + 1, color="grey", linestyle=":", label="best epoch")
+        ax.set_ylabel(name)
+        ax.grid(True)
+        ax.legend()
+    axes[-1].set_xlabel("Epoch")
+    fig.suptitle(title or "Per epoch: training and validation")
     return fig
