@@ -487,6 +487,24 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         "                rows += 1",
         ["tests/test_practitioner.py", "tests/test_practice.py"],
     ),
+    (
+        S + "rules/optimizer.py",
+        "        self.rules = [copy.deepcopy(rule) for _ in self.param_groups]",
+        "        self.rules = [rule for _ in self.param_groups]",
+        ["tests/test_rule_optimizer.py"],
+    ),
+    (
+        S + "rules/optimizer.py",
+        '                rule(group["params"], group["lr"])',
+        '                rule(group["params"], self.defaults["lr"])',
+        ["tests/test_rule_optimizer.py"],
+    ),
+    (
+        S + "checkpoint.py",
+        '    return {"state": state["state"], "param_groups": groups, **more}',
+        '    return {"state": state["state"], "param_groups": groups}',
+        ["tests/test_rule_optimizer.py"],
+    ),
     # data at real sizes
     (
         S + "_validate.py",

@@ -62,7 +62,12 @@ def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
          for k, v in g.items()}
         for i, g in enumerate(state["param_groups"])
     ]  # fmt: skip
-    return {"state": state["state"], "param_groups": groups}
+    more = {
+        k: plain(v, f"optimizer {k!r}")
+        for k, v in state.items()
+        if k not in ("state", "param_groups")
+    }  # e.g. a RuleOptimizer's rule states
+    return {"state": state["state"], "param_groups": groups, **more}
 
 
 def save_checkpoint(

@@ -6,12 +6,14 @@ the hyperparameters and owns the state (``rules.Adam(betas=...)``), usable as
 ``train_loop(..., lr=1e-3, update=rules.Adam())``. Argument names and defaults are those
 of ``torch.optim``; the learning rate is always given separately. States are named tuples
 of plain tensors, so they checkpoint with ``torch.save`` and load with
-``weights_only=True``.
+``weights_only=True``. :func:`as_optimizer` wraps a rule object as a
+``torch.optim.Optimizer``, so torch's schedulers and any training loop drive it.
 """
 
 from gradbasics.rules._common import Rule
 from gradbasics.rules.adagrad import Adagrad, AdagradState, adagrad_step, init_adagrad
 from gradbasics.rules.adam import Adam, AdamState, AdamW, adam_step, init_adam
+from gradbasics.rules.optimizer import RuleOptimizer, as_optimizer
 from gradbasics.rules.rmsprop import RMSprop, RMSpropState, init_rmsprop, rmsprop_step
 from gradbasics.rules.sgd import SGD, SGDState, init_sgd, sgd_step
 
@@ -25,9 +27,11 @@ __all__ = [
     "RMSprop",
     "RMSpropState",
     "Rule",
+    "RuleOptimizer",
     "SGDState",
     "adagrad_step",
     "adam_step",
+    "as_optimizer",
     "init_adagrad",
     "init_adam",
     "init_rmsprop",
