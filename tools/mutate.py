@@ -391,7 +391,7 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         S + "callbacks/validation.py",
-        "        validate_sums(self.loop.model, x, y, self.loop.loss_fn, self.metrics, k)",
+        "        validate_sums(self.loop.model, batches, self.loop.loss_fn, self.metrics)",
         "        pass",
         [*CB, "tests/test_practice.py", "tests/test_bad_inputs.py"],
     ),
