@@ -505,6 +505,24 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         '    return {"state": state["state"], "param_groups": groups}',
         ["tests/test_rule_optimizer.py"],
     ),
+    (
+        S + "engines/accumulate.py",
+        "                        p.grad.div_(group_rows)",
+        "                        p.grad.div_(in_group)",
+        ["tests/test_accumulate.py"],
+    ),
+    (
+        S + "engines/accumulate.py",
+        "            if in_group < k and not last:",
+        "            if in_group < k:",
+        ["tests/test_accumulate.py"],
+    ),
+    (
+        S + "engines/accumulate.py",
+        "            (loss * xb.shape[0]).backward()",
+        "            loss.backward()",
+        ["tests/test_accumulate.py"],
+    ),
     # data at real sizes
     (
         S + "_validate.py",

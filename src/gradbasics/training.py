@@ -35,6 +35,7 @@ from gradbasics.callbacks import Callback, EarlyStopping, Loop, Schedule
 from gradbasics.callbacks._chain import Hooks, check_callbacks, named, ordered, refuse_unserved
 from gradbasics.data import LossFn, check_loss_fn
 from gradbasics.engines import (
+    AccumulateEngine,
     DDPEngine,
     DeviceEngine,
     Diverged,
@@ -65,8 +66,14 @@ def _losses_stay_on_device(
     return builtin and device.type != "cpu"
 
 
-def _engine_class(loop: Loop, ranks: Ranks | None, graph: bool) -> type[Engine]:
+def _engine_class(loop: Loop, ranks: Ranks | None, graph: bool, accumulate: int) -> type[Engine]:
     """The one engine for this run, chosen (and its refusals made) before any change."""
+    if accumulate > 1:
+        if ranks is not None or graph:
+            what = "distributed (DDP) runs" if ranks is not None else "graph=True"
+            raise ValueError(f"accumulate={accumulate} needs the one-process, uncaptured step; "
+                             f"{what} update after every batch.")  # fmt: skip
+        return AccumulateEngine
     if ranks is not None:
         return DDPEngine
     if graph:
@@ -80,7 +87,8 @@ def _engine_class(loop: Loop, ranks: Ranks | None, graph: bool) -> type[Engine]:
 
 
 def _engine_name(kind: type[Engine]) -> str:
-    names = {GraphEngine: "graph=True", DDPEngine: "distributed (DDP) training"}
+    names = {GraphEngine: "graph=True", DDPEngine: "distributed (DDP) training",
+             AccumulateEngine: "accumulate"}  # fmt: skip
     return names.get(kind, kind.__name__)
 
 
@@ -119,6 +127,7 @@ def train_loop(
     scheduler_interval: str = "epoch",
     clip_grad_norm: float | None = None,
     train_metrics: bool = False,
+    accumulate: int = 1,
 ) -> TrainHistory:
     r"""Train ``model`` by mini-batch gradient descent and return its history.
 
@@ -224,6 +233,12 @@ def train_loop(
         train_metrics: Also compute ``metrics`` on every training batch (its outputs
             before the update, weighted by rows) into ``history.metrics["train_" + name]``;
             read once per epoch.
+        accumulate: Batches whose gradients make one update, >= 1: the update uses the
+            row-weighted mean gradient of ``accumulate`` consecutive batches (a last,
+            partial group too), so ``batch_size=b, accumulate=k`` trains as
+            ``batch_size=k*b`` up to rounding, in the memory of ``b`` rows. Step hooks and
+            per-batch schedules run once per update; the epoch's loss keeps its meaning.
+            One process, uncaptured (not DDP, not ``graph=True``), no ``train_metrics``.
 
     Returns:
         The :class:`TrainHistory` of the run.
@@ -262,6 +277,7 @@ def train_loop(
     named_metrics = check_metrics(metrics)
     args.check_metric_use(named_metrics, val_data is not None, train_metrics)
     gen = check_generator(generator)
+    acc = check_int(accumulate, name="accumulate", minimum=1)
     if not isinstance(graph, bool):
         raise TypeError(f"graph must be a bool, got {_describe(graph)}.")
     ranks, core = ddp_ranks(model), unwrap(model)  # ranks: None unless DDP is up
@@ -278,12 +294,14 @@ def train_loop(
     rows, data, per_batch = (n, (x, y), size) if loader is None else args.loader_data(loader)
     settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows,
                             batch_size=per_batch, loss_fn=fn, data=data)  # fmt: skip
+    if acc > 1:  # a run setting only when used: older checkpoints still resume
+        settings["accumulate"] = acc
     x, y = _placed(device, x, y)
     lead = ranks is None or ranks.rank == 0  # the one rank that records, reports and saves
     loop = Loop(model=core, params=params, optimizer=opt, update=update, lr=rate, loss_fn=fn,
                 epochs=n_epochs, device=device, generator=gen, lead=lead, callbacks=cbs,
                 settings=settings)  # fmt: skip
-    kind = _engine_class(loop, ranks, graph)
+    kind = _engine_class(loop, ranks, graph, acc)
     refuse_unserved(_engine_name(kind), kind.serves, cbs)
     loop.inputs = None if loader is not None else x
     loop.last_rows = (n % size or size) if n else 0
@@ -296,7 +314,8 @@ def train_loop(
     interrupts = DeferredInterrupt()
     run = Run(model=model, params=params, loss_fn=fn, x=x, y=y, size=size, sizes=sizes,
               generator=gen, optimizer=opt, update=update, lr=loop.lr, interrupts=interrupts,
-              loader=loader, watch=watch, before=hooks.before, after=hooks.after)  # fmt: skip
+              loader=loader, watch=watch, before=hooks.before, after=hooks.after,
+              accumulate=acc)  # fmt: skip
     loop.attach(run)
 
     # 3. Epochs: the engine runs the steps; the callbacks do the rest.

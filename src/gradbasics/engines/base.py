@@ -70,6 +70,7 @@ class Run:
         watch: Entered around the forward pass of each epoch's last batch, or None.
         before: The callbacks' ``on_before_update(step)`` hooks, in order.
         after: The callbacks' ``on_after_update(step)`` hooks, in order.
+        accumulate: Batches whose gradients make one update (1: every batch).
     """
 
     model: nn.Module
@@ -88,6 +89,7 @@ class Run:
     watch: AbstractContextManager[Any] | None = None
     before: list[Callable[[Step], Any]] = field(default_factory=list)
     after: list[Callable[[Step], Any]] = field(default_factory=list)
+    accumulate: int = 1
 
     @property
     def hooked(self) -> bool:
