@@ -25,7 +25,7 @@ from gradbasics.callbacks import BestCheckpoint, Callback, CSVLogger, Step
 EPOCHS, KILL_AT = 7, 3
 FEATURES = ("plain", "rule", "validation", "train_metrics", "early_stopping", "steplr",
             "onecycle", "plateau", "callable", "clip", "record", "progress", "user", "best",
-            "csv", "accumulate")  # fmt: skip
+            "csv", "accumulate", "fp16")  # fmt: skip
 ROWS, BATCH = 48, 5
 
 
@@ -111,6 +111,7 @@ def features(
         "best": {"lr": 0.02, **val, "callbacks": [BestCheckpoint(f"{files}.best", mode="min")]},
         "csv": {"lr": 0.02, **val, "callbacks": [CSVLogger(f"{files}.csv")]},
         "accumulate": {"lr": 0.05, "accumulate": 3},
+        "fp16": {"optimizer": opt, "precision": "fp16"},
     }  # fmt: skip
 
 

@@ -523,6 +523,25 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         "            loss.backward()",
         ["tests/test_accumulate.py"],
     ),
+    (
+        S + "engines/base.py",
+        "        if self.run.scaler is not None:  # the hooks see the true gradients\n            self.run.scaler.unscale_(self.run.optimizer)\n",
+        "",
+        ["tests/test_precision.py"],
+    ),
+    (S + "engines/base.py", "                scaler.update()\n", "", ["tests/test_precision.py"]),
+    (
+        S + "engines/eager.py",
+        "            (loss if scale is None else scale(loss)).backward()",
+        "            loss.backward()",
+        ["tests/test_precision.py"],
+    ),
+    (
+        S + "callbacks/precision.py",
+        '        return None if self.precision == "bf16" else {"scaler": self._scaler().state_dict()}',
+        "        return None",
+        ["tests/test_precision.py"],
+    ),
     # data at real sizes
     (
         S + "_validate.py",

@@ -17,6 +17,7 @@ from gradbasics.callbacks import (
     Checkpointing,
     EarlyStopping,
     GradientClip,
+    MixedPrecision,
     ProgressBar,
     Schedule,
     TrainMetrics,
@@ -198,9 +199,12 @@ def build_callbacks(
     checkpoint: object,
     checkpoint_every: object,
     resume: object,
+    precision: object = None,
 ) -> list[Callback]:
     """train_loop's keywords as the callbacks they stand for (each checks its arguments)."""
     built: list[Callback] = []
+    if precision is not None:
+        built.append(MixedPrecision(precision))  # type: ignore[arg-type]
     if isinstance(val, tuple):
         built.append(Validation(*val, metrics=metrics, batch_size=batch_size))
     elif val is not None:

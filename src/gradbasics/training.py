@@ -128,6 +128,7 @@ def train_loop(
     clip_grad_norm: float | None = None,
     train_metrics: bool = False,
     accumulate: int = 1,
+    precision: str | None = None,
 ) -> TrainHistory:
     r"""Train ``model`` by mini-batch gradient descent and return its history.
 
@@ -239,6 +240,11 @@ def train_loop(
             ``batch_size=k*b`` up to rounding, in the memory of ``b`` rows. Step hooks and
             per-batch schedules run once per update; the epoch's loss keeps its meaning.
             One process, uncaptured (not DDP, not ``graph=True``), no ``train_metrics``.
+        precision: ``"bf16"`` or ``"fp16"``: forward and loss under ``torch.autocast``
+            on the model's device, the model staying float32; ``"fp16"`` scales the loss
+            with a ``torch.amp.GradScaler`` (saved in checkpoints; a step it skips is not
+            a divergence) and needs ``optimizer=``. See
+            :class:`~gradbasics.callbacks.MixedPrecision`.
 
     Returns:
         The :class:`TrainHistory` of the run.
@@ -285,7 +291,7 @@ def train_loop(
     built = args.build_callbacks(
         val=val_data, metrics=named_metrics, train_metrics=train_metrics, batch_size=size,
         early_stopping=early_stopping, scheduler=scheduler, scheduler_interval=scheduler_interval,
-        clip_grad_norm=clip_grad_norm, record=recorded, progress=progress,
+        clip_grad_norm=clip_grad_norm, record=recorded, progress=progress, precision=precision,
         checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
     )  # fmt: skip
     cbs = ordered([*check_callbacks(callbacks), *built])
@@ -315,7 +321,7 @@ def train_loop(
     run = Run(model=model, params=params, loss_fn=fn, x=x, y=y, size=size, sizes=sizes,
               generator=gen, optimizer=opt, update=update, lr=loop.lr, interrupts=interrupts,
               loader=loader, watch=watch, before=hooks.before, after=hooks.after,
-              accumulate=acc)  # fmt: skip
+              accumulate=acc, autocast=loop.autocast, scaler=loop.scaler)  # fmt: skip
     loop.attach(run)
 
     # 3. Epochs: the engine runs the steps; the callbacks do the rest.

@@ -10,6 +10,7 @@ from gradbasics.callbacks.checkpointing import Checkpointing
 from gradbasics.callbacks.clip import GradientClip
 from gradbasics.callbacks.csv_logger import CSVLogger
 from gradbasics.callbacks.early_stopping import EarlyStopping
+from gradbasics.callbacks.precision import MixedPrecision
 from gradbasics.callbacks.progress import ProgressBar
 from gradbasics.callbacks.recording import ActivationRecording
 from gradbasics.callbacks.schedule import Schedule
@@ -25,6 +26,7 @@ __all__ = [
     "EarlyStopping",
     "GradientClip",
     "Loop",
+    "MixedPrecision",
     "ProgressBar",
     "Schedule",
     "Step",

@@ -69,6 +69,7 @@ REASONS = {
     "on_after_update": "runs no Python after each update",
     "lr_change": "has its learning rate fixed",
     "whole_batches": "does not see whole batches",
+    "autocast": "does not run under autocast",
 }
 
 

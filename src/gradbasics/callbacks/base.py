@@ -93,6 +93,10 @@ class Loop:
         self.volatile: set[str] = {"lr", "initial_lr"} if changes_lr else set()
         self.watchers: list[AbstractContextManager[Any]] = []
         self.deferred: list[Callable[[], None]] = []
+        # Set by a callback that requires "autocast": a context for every forward pass and
+        # loss, and a gradient scaler that scales backward and steps the optimizer.
+        self.autocast: Callable[[], AbstractContextManager[Any]] | None = None
+        self.scaler: Any = None
         self._lr = lr
         self._run: Any = None  # the engine's run, once built; it reads the rate per step
         self._stale: list[Callable[[TrainHistory], None]] = []

@@ -71,6 +71,8 @@ class Run:
         before: The callbacks' ``on_before_update(step)`` hooks, in order.
         after: The callbacks' ``on_after_update(step)`` hooks, in order.
         accumulate: Batches whose gradients make one update (1: every batch).
+        autocast: Makes the context each forward pass and loss run under, or None.
+        scaler: A ``torch.amp.GradScaler`` for backward and the optimizer's step, or None.
     """
 
     model: nn.Module
@@ -90,6 +92,8 @@ class Run:
     before: list[Callable[[Step], Any]] = field(default_factory=list)
     after: list[Callable[[Step], Any]] = field(default_factory=list)
     accumulate: int = 1
+    autocast: Callable[[], AbstractContextManager[Any]] | None = None
+    scaler: Any = None
 
     @property
     def hooked(self) -> bool:
@@ -153,7 +157,15 @@ def update_and_clear(run: Run) -> Finish:
     """
     params, update = run.params, run.update
     if run.optimizer is not None:
-        opt = run.optimizer
+        opt, scaler = run.optimizer, run.scaler
+        if scaler is not None:
+
+            def finish_scaled(mask: Tensor | None) -> None:
+                scaler.step(opt)  # skipped when the unscaled gradients are not finite
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
+
+            return finish_scaled
 
         def finish(mask: Tensor | None) -> None:
             opt.step()
@@ -193,7 +205,7 @@ class Engine:
     """
 
     serves: ClassVar[frozenset[str]] = frozenset(
-        {"on_before_update", "on_after_update", "lr_change", "whole_batches"}
+        {"on_before_update", "on_after_update", "lr_change", "whole_batches", "autocast"}
     )
 
     def __init__(self, run: Run, last_finite: float | None) -> None:
@@ -205,6 +217,8 @@ class Engine:
     def finish_step(self, mask: Tensor | None, step: Step) -> None:
         """The callbacks' step hooks around :attr:`finish` (the chain built once)."""
         hook: Callable[[Step], Any] | None = None
+        if self.run.scaler is not None:  # the hooks see the true gradients
+            self.run.scaler.unscale_(self.run.optimizer)
         try:
             for hook in self.run.before:
                 hook(step)
@@ -229,6 +243,15 @@ class Engine:
             with watch:
                 return self.run.model(xb)  # type: ignore[no-any-return]
         return self.run.model(xb)  # type: ignore[no-any-return]
+
+    def forward_loss(self, xb: Tensor, yb: Tensor, last: bool) -> tuple[Tensor, Tensor]:
+        """The forward pass and the loss, under ``run.autocast`` when it is set."""
+        if self.run.autocast is None:
+            out = self.forward(xb, last)
+            return out, self.run.loss_fn(out, yb)
+        with self.run.autocast():
+            out = self.forward(xb, last)
+            return out, self.run.loss_fn(out, yb)
 
     def first_step(self, loss: Tensor | None) -> None:
         """Before the first backward: check the loss, then clear stale gradients.

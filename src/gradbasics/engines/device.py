@@ -45,8 +45,7 @@ class DeviceEngine(Engine):
         losses: list[Tensor] = []  # 0-d, on the device; stacked and read once per epoch
         rows: list[int] | None = None if run.loader is None else []  # else run.sizes
         for b, (xb, yb, last) in enumerate(run.epoch_batches()):
-            out = self.forward(xb, last)
-            loss = run.loss_fn(out, yb)
+            out, loss = self.forward_loss(xb, yb, last)
             self.first_step(loss)
             detached = loss.detach()
             losses.append(detached)

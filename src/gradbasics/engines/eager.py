@@ -22,12 +22,16 @@ class EagerEngine(Engine):
         """Run one epoch's steps; raise :class:`Diverged` before any bad update."""
         run = self.run
         model, loss_fn, finish, interrupts = run.model, run.loss_fn, self.finish, run.interrupts
-        watched, hooked = run.watch is not None, run.hooked
+        watched, hooked, amp = run.watch is not None, run.hooked, run.autocast is not None
+        scale = None if run.scaler is None else run.scaler.scale
         values: list[float] = []
         rows: list[int] | None = None if run.loader is None else []  # else run.sizes
         for b, (xb, yb, last) in enumerate(run.epoch_batches()):
-            out = self.forward(xb, last) if watched else model(xb)
-            loss = loss_fn(out, yb)
+            if amp:
+                out, loss = self.forward_loss(xb, yb, last)
+            else:
+                out = self.forward(xb, last) if watched else model(xb)
+                loss = loss_fn(out, yb)
             if self._first:
                 self.first_step(loss)
             value = loss.item()
@@ -37,7 +41,7 @@ class EagerEngine(Engine):
             values.append(value)
             if rows is not None:
                 rows.append(xb.shape[0])
-            loss.backward()
+            (loss if scale is None else scale(loss)).backward()
             if hooked:
                 self.finish_step(None, Step(b, xb, yb, out, loss.detach(), last))
             else:
