@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from gradbasics import EarlyStopping, TrainHistory, rules, train_loop
-from gradbasics.callbacks import BestCheckpoint, Callback, CSVLogger, Step
+from gradbasics.callbacks import BestCheckpoint, Callback, CSVLogger, Step, TensorBoardLogger
 
 EPOCHS, KILL_AT = 7, 3
 FEATURES = ("plain", "rule", "validation", "train_metrics", "early_stopping", "steplr",
             "onecycle", "plateau", "callable", "clip", "record", "progress", "user", "best",
-            "csv", "accumulate", "fp16")  # fmt: skip
+            "csv", "accumulate", "fp16", "tensorboard")  # fmt: skip
 ROWS, BATCH = 48, 5
 
 
@@ -112,6 +112,8 @@ def features(
         "csv": {"lr": 0.02, **val, "callbacks": [CSVLogger(f"{files}.csv")]},
         "accumulate": {"lr": 0.05, "accumulate": 3},
         "fp16": {"optimizer": opt, "precision": "fp16"},
+        "tensorboard": {"lr": 0.02,
+                        "callbacks": [TensorBoardLogger(f"{files}.tb", every_step=True)]},
     }  # fmt: skip
 
 

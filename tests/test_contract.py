@@ -90,6 +90,16 @@ def test_killed_and_resumed_equals_uninterrupted(
         same(loaded[0].extra, loaded[1].extra, "best")
         assert loaded[1].extra["epoch"] > contract.KILL_AT  # it moved after the kill
         same(models[0].state_dict(), models[1].state_dict(), "best weights")
+    if feature == "tensorboard":
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        for sub, tag in (("", "loss"), ("/steps", "batch/loss")):
+            read = []
+            for k in ("killed", "whole"):
+                events = EventAccumulator(str(out / f"{feature}-{k}.pt.tb") + sub)
+                events.Reload()
+                read.append([(e.step, e.value) for e in events.Scalars(tag)])
+            assert read[0] == read[1] and len(read[1]) >= contract.EPOCHS
     if feature == "csv":
         logs = [(out / f"{feature}-{k}.pt.csv").read_text() for k in ("killed", "whole")]
         assert logs[0] == logs[1] and logs[1].count("\n") == 1 + contract.EPOCHS

@@ -27,12 +27,14 @@ def test_version_matches_the_installed_metadata() -> None:
     assert gradbasics.__version__ == importlib.metadata.version("gradbasics")
 
 
-def test_import_pulls_in_neither_matplotlib_nor_tqdm() -> None:
+def test_import_pulls_in_neither_matplotlib_nor_tqdm_nor_tensorboard() -> None:
     # torch itself imports tqdm when it is installed: count only what gradbasics adds.
     code = (
         "import sys, torch; before = set(sys.modules); import gradbasics; "
+        "from gradbasics import train_loop, callbacks; "
         "print(sorted(m for m in set(sys.modules) - before "
-        "if m.split('.')[0] in ('matplotlib', 'tqdm')))"
+        "if m.split('.')[0] in ('matplotlib', 'tqdm', 'tensorboard') "
+        "or m.startswith('torch.utils.tensorboard')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -49,4 +51,4 @@ def test_py_typed_and_metadata() -> None:
     ]
     torch_req = next(r for r in runtime if r.startswith("torch"))
     assert ">=2.11" in torch_req  # the GPU machines run torch 2.11
-    assert set(meta.get_all("Provides-Extra") or []) >= {"plot", "progress", "dev"}
+    assert set(meta.get_all("Provides-Extra") or []) >= {"plot", "progress", "tensorboard", "dev"}

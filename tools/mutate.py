@@ -542,6 +542,12 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         "        return None",
         ["tests/test_precision.py"],
     ),
+    (
+        S + "callbacks/tensorboard.py",
+        "            self._writers = [writer(str(self.log_dir), purge_step=start or None)]",
+        "            self._writers = [writer(str(self.log_dir))]",
+        ["tests/test_tensorboard.py"],
+    ),
     # data at real sizes
     (
         S + "_validate.py",

@@ -14,6 +14,7 @@ from gradbasics.callbacks.precision import MixedPrecision
 from gradbasics.callbacks.progress import ProgressBar
 from gradbasics.callbacks.recording import ActivationRecording
 from gradbasics.callbacks.schedule import Schedule
+from gradbasics.callbacks.tensorboard import TensorBoardLogger
 from gradbasics.callbacks.train_metrics import TrainMetrics
 from gradbasics.callbacks.validation import Validation
 
@@ -30,6 +31,7 @@ __all__ = [
     "ProgressBar",
     "Schedule",
     "Step",
+    "TensorBoardLogger",
     "TrainMetrics",
     "Validation",
 ]
