@@ -37,6 +37,7 @@ from cases import (
     update_case,
 )
 from harness import Result, compare, fmt_time
+from practice_cases import practice_cases
 
 
 def main() -> int:
@@ -59,6 +60,7 @@ def main() -> int:
         update_case,
         rules_cases,
         epoch_cases,
+        practice_cases,
     ]
     if args.device == "cuda":
         from gpu_cases import chain_gpu_cases, epoch_gpu_cases
