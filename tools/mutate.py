@@ -519,8 +519,8 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         S + "engines/accumulate.py",
-        "            (loss * xb.shape[0]).backward()",
-        "            loss.backward()",
+        "            weighted = loss * xb.shape[0]",
+        "            weighted = loss",
         ["tests/test_accumulate.py"],
     ),
     (

@@ -32,18 +32,18 @@ class AccumulateEngine(Engine):
 
     # Step hooks run once per update, on its group's last batch: a callback that must see
     # every batch (training metrics) is refused.
-    serves = frozenset({"on_before_update", "on_after_update", "lr_change"})
+    serves = frozenset({"on_before_update", "on_after_update", "lr_change", "autocast"})
 
     def run_epoch(self, epoch: int) -> float:
         """Run one epoch's steps; raise :class:`Diverged` before any bad update."""
         run = self.run
         params, k = run.params, run.accumulate
+        scale = None if run.scaler is None else run.scaler.scale
         values: list[float] = []
         rows: list[int] = []
         in_group = group_rows = 0
         for b, (xb, yb, last) in enumerate(run.epoch_batches()):
-            out = self.forward(xb, last)
-            loss = run.loss_fn(out, yb)
+            out, loss = self.forward_loss(xb, yb, last)
             self.first_step(loss)
             value = loss.item()
             if not math.isfinite(value):
@@ -53,7 +53,8 @@ class AccumulateEngine(Engine):
             self.last_finite = value
             values.append(value)
             rows.append(xb.shape[0])
-            (loss * xb.shape[0]).backward()
+            weighted = loss * xb.shape[0]
+            (weighted if scale is None else scale(weighted)).backward()
             in_group, group_rows = in_group + 1, group_rows + xb.shape[0]
             if in_group < k and not last:
                 continue
