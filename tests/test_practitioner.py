@@ -253,3 +253,12 @@ def test_plot_metrics_draws_each_quantity_training_against_validation() -> None:
         plot_metrics(h, names=["acc"])
     with pytest.raises(ValueError, match="at least one epoch"):
         plot_metrics(TrainHistory())
+
+
+def test_an_unwritable_log_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"path's folder must exist"):
+        CSVLogger(tmp_path / "no" / "log.csv")
+    with pytest.raises(ValueError, match=r"path must be a file path, got the directory"):
+        CSVLogger(tmp_path)
+    with pytest.raises(TypeError, match=r"path must be a str or os.PathLike, got 3 \(int\)"):
+        CSVLogger(3)  # type: ignore[arg-type]

@@ -182,3 +182,13 @@ def test_bf16_with_accumulation_matches_by_hand() -> None:
         ref.step()
         ref.zero_grad(set_to_none=True)
     assert_same_bits(params_of(ours), params_of(theirs))
+
+
+def test_a_precision_the_device_cannot_run_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.amp.autocast_mode, "is_autocast_available", lambda kind: False)
+    x, t = _data()
+    m = _model(torch.device("cpu"))
+    before = params_of(m)
+    with pytest.raises(ValueError, match=r"precision='bf16' cannot run on cpu: no autocast"):
+        train_loop(m, x, t, epochs=1, lr=0.1, precision="bf16")
+    assert_same_bits(params_of(m), before)
