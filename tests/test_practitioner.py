@@ -262,3 +262,52 @@ def test_an_unwritable_log_path_is_refused(tmp_path: Path) -> None:
         CSVLogger(tmp_path)
     with pytest.raises(TypeError, match=r"path must be a str or os.PathLike, got 3 \(int\)"):
         CSVLogger(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("how", ["predict", "evaluate", "train_loop"])
+def test_every_submodules_mode_is_restored(how: str) -> None:
+    from gradbasics import evaluate
+
+    x, t, *_ = _data()
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    m.train()
+    m[1].eval()  # a frozen batch norm, as in fine-tuning
+    if how == "predict":
+        predict(m, x)
+    elif how == "evaluate":
+        evaluate(m, x, t)
+    else:
+        train_loop(m, x, t, epochs=1, lr=0.01, batch_size=8)
+    assert [mod.training for mod in m.modules()] == [True, True, False, True]
+
+
+def test_a_callback_with_settings_cannot_join_a_resumed_run(tmp_path: Path) -> None:
+    from gradbasics import CheckpointError
+
+    x, t, *_ = _data()
+    path = tmp_path / "c.pt"
+    train_loop(_model(), x, t, epochs=2, lr=0.1, checkpoint=path)
+    for kw in ({"precision": "bf16"}, {"scheduler": lambda e: 0.1}):
+        with pytest.raises(CheckpointError, match="cannot join a run in its middle"):
+            train_loop(_model(), x, t, epochs=4, lr=0.1, checkpoint=path, resume=True, **kw)
+
+
+@pytest.mark.parametrize("name", ["loss", "val_loss", "lr", "epoch", "train_acc"])
+def test_metric_names_the_history_uses_are_refused(name: str) -> None:
+    x, t, vx, vt = _data()
+    m = _model()
+    before = params_of(m)
+    with pytest.raises(ValueError, match=rf"metrics' names must not be .* got '{name}'"):
+        train_loop(m, x, t, epochs=1, lr=0.1, val=(vx, vt), metrics={name: lambda o, y: o.mean()})
+    assert_same_bits(params_of(m), before)
+
+
+def test_an_infinite_value_is_never_the_best(tmp_path: Path) -> None:
+    best = BestCheckpoint(tmp_path / "b.pt", mode="max")
+    assert not best.improved(math.inf) and not best.improved(-math.inf)
+    assert best.improved(1.0)
+
+
+def test_predict_refuses_empty_inputs() -> None:
+    with pytest.raises(ValueError, match="at least one row"):
+        predict(_model(), torch.empty(0, 3), batch_size=0)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradbasics import rules, train_loop
+from gradbasics import CheckpointError, rules, train_loop
 from helpers import assert_same_bits, params_of
 
 CASES: list[tuple[Callable[[], rules.Rule], Callable[..., torch.optim.Optimizer]]] = [
@@ -87,10 +87,10 @@ def test_its_state_dict_resumes_exactly_and_is_checked() -> None:
     _steps(part, fresh, torch.optim.lr_scheduler.StepLR(fresh, 100), 6, first=3)
     assert_same_bits(params_of(part), params_of(whole))
     other = rules.as_optimizer(rules.Adam(betas=(0.8, 0.9)), part.parameters(), lr=0.01)
-    with pytest.raises(ValueError, match="hyperparameters"):
-        other.load_state_dict(saved)
     with pytest.raises(ValueError, match="must hold 1 rule states"):
         other.load_state_dict({**saved, "rules": []})
+    other.load_state_dict(saved)  # as torch's: the saved groups' hyperparameters win
+    assert other.param_groups[0]["betas"] == (0.9, 0.999) == other.rules[0].hyper["betas"]
 
 
 def test_train_loop_with_a_rule_optimizer_and_a_scheduler_resumes(tmp_path: Path) -> None:
@@ -110,6 +110,32 @@ def test_train_loop_with_a_rule_optimizer_and_a_scheduler_resumes(tmp_path: Path
     resumed = run(5, True)
     (tmp_path / "c.pt").unlink()
     assert_same_bits(params_of(resumed), params_of(run(5, False)))
+    net = _net(torch.device("cpu"))
+    other = rules.as_optimizer(rules.Adam(betas=(0.8, 0.9)), net.parameters(), lr=0.05)
+    with pytest.raises(CheckpointError, match=r"betas: saved \(0.9, 0.999\), now \(0.8, 0.9\)"):
+        train_loop(net, x, t, epochs=6, optimizer=other, checkpoint=tmp_path / "c.pt",
+                   resume=True)  # fmt: skip
+
+
+def test_group_hyperparameters_and_onecycle_act_as_in_torch() -> None:
+    device = torch.device("cpu")
+    ours, theirs = _net(device), _net(device)
+
+    def groups(net: Any) -> list[dict[str, Any]]:  # no decay on the last layer
+        return [
+            {"params": list(net[0].parameters())},
+            {"params": list(net[2].parameters()), "weight_decay": 0.0},
+        ]
+
+    opt = rules.as_optimizer(rules.AdamW(weight_decay=0.5), groups(ours), lr=0.01)
+    ref = torch.optim.AdamW(groups(theirs), lr=0.01, weight_decay=0.5, foreach=False)
+    cycle: Any = torch.optim.lr_scheduler.OneCycleLR  # cycles betas by default
+    _steps(ours, opt, cycle(opt, 0.05, total_steps=10), 10)
+    _steps(theirs, ref, cycle(ref, 0.05, total_steps=10), 10)
+    assert_same_bits(params_of(ours), params_of(theirs))
+    with pytest.raises(ValueError, match=r"param group: weight_decay must be"):
+        rules.as_optimizer(rules.AdamW(), [{"params": list(ours.parameters()),
+                                            "weight_decay": -1.0}], lr=0.01)  # fmt: skip
 
 
 def test_bad_rules_are_refused() -> None:

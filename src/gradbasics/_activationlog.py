@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from gradbasics._device import sanctioned_sync
+from gradbasics._validate import modes, restore_modes
 from gradbasics.history import TrainHistory
 from gradbasics.recording import ActivationRecorder
 from gradbasics.unitstats import DeadUnitsWarning, UnitStats, _units, dead_units, unit_stats
@@ -46,13 +47,13 @@ def probe_pass(recorder: ActivationRecorder, probe: Tensor) -> None:
     The model's mode is restored afterwards, also on errors.
     """
     model = recorder.model
-    was_training = model.training
+    was_training = modes(model)
     model.eval()
     try:
         with torch.no_grad(), recorder:
             model(probe)
     finally:
-        model.train(was_training)
+        restore_modes(was_training)
 
 
 def plan_rows(recorder: ActivationRecorder, probe: Tensor, epochs: int, *, what: str) -> bool:

@@ -171,11 +171,11 @@ def check_callbacks(path: Path, data: dict[str, Any], callbacks: Sequence[Callba
     for key, cb in own.items():
         settings, state = plain(cb.settings(), key), cb.state_dict()
         if key not in saved:
-            why = None if legacy and state is None else cb.check_state(None)
-            if (settings or state is not None) and why is not None:
+            joins = (legacy and state is None) or cb.may_join
+            if (settings or state is not None) and not joins:
                 raise CheckpointError(
                     f"{path} is from a run without the callback {key!r}, which cannot join a "
-                    f"run in its middle ({why}). Remove it, or start a new run."
+                    "run in its middle. Remove it, or start a new run."
                 )
             continue
         old = saved[key]["settings"]

@@ -193,3 +193,18 @@ def check_batch_size(batch_size: object, n: int) -> int | None:
     if size > n:
         raise ValueError(f"batch_size must be <= the number of rows ({n}), got {size}.")
     return size
+
+
+def modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    """Every submodule's train/eval mode, to put back with :func:`restore_modes`.
+
+    ``model.train(was_training)`` alone would flip a submodule that was in the other mode
+    (a frozen batch norm in a model in train mode).
+    """
+    return [(m, m.training) for m in model.modules()]
+
+
+def restore_modes(saved: list[tuple[nn.Module, bool]]) -> None:
+    """Put back the modes :func:`modes` saved."""
+    for m, training in saved:
+        m.training = training

@@ -8,7 +8,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gradbasics._validate import _describe, check_int, check_model, model_device_dtype
+from gradbasics._validate import (
+    _describe,
+    check_int,
+    check_model,
+    model_device_dtype,
+    modes,
+    restore_modes,
+)
 
 __all__ = ["predict"]
 
@@ -52,8 +59,10 @@ def predict(
     device, dtype = model_device_dtype(model)
     if isinstance(inputs, Tensor):
         _check_batch(inputs, dtype, "inputs")
+        if inputs.shape[0] == 0:
+            raise ValueError("inputs must hold at least one row (sample), got 0 rows.")
         size = inputs.shape[0] if batch_size is None else batch_size
-        size = check_int(size, name="batch_size", minimum=1) if inputs.shape[0] else 1
+        size = check_int(size, name="batch_size", minimum=1)
         batches: Iterable[Any] = inputs.split(size)
     elif isinstance(inputs, Iterable) and not isinstance(inputs, str):
         if batch_size is not None:
@@ -65,7 +74,7 @@ def predict(
         raise TypeError(
             f"inputs must be a tensor or a DataLoader of batches, got {_describe(inputs)}."
         )
-    was_training = model.training
+    was_training = modes(model)
     model.eval()
     try:
         outs: list[Tensor] = []
@@ -75,7 +84,7 @@ def predict(
                 _check_batch(xb, dtype, f"batch {i}")
                 outs.append(model(xb.to(device)))
     finally:
-        model.train(was_training)
+        restore_modes(was_training)
     if not outs:
         raise ValueError("inputs must hold at least one batch, got none.")
     return torch.cat(outs) if len(outs) > 1 else outs[0]

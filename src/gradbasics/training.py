@@ -29,6 +29,8 @@ from gradbasics._validate import (
     check_int,
     check_model,
     model_device_dtype,
+    modes,
+    restore_modes,
     trainable_params,
 )
 from gradbasics.callbacks import Callback, EarlyStopping, Loop, Schedule
@@ -325,7 +327,7 @@ def train_loop(
     loop.attach(run)
 
     # 3. Epochs: the engine runs the steps; the callbacks do the rest.
-    was_training = model.training
+    was_training = modes(model)
     model.train()
     try:
         last = loop.history.losses[-1] if loop.history.losses else None
@@ -342,7 +344,7 @@ def train_loop(
         try:
             _call_each(cbs[::-1], "on_train_end", loop.history)  # set-up's reverse
         finally:
-            model.train(was_training)
+            restore_modes(was_training)
     return loop.history
 
 

@@ -9,7 +9,14 @@ import torch
 from torch import Tensor, nn
 
 from gradbasics._device import sanctioned_sync
-from gradbasics._validate import _describe, check_data, check_int, model_device_dtype
+from gradbasics._validate import (
+    _describe,
+    check_data,
+    check_int,
+    model_device_dtype,
+    modes,
+    restore_modes,
+)
 from gradbasics.data import LossFn, check_loss_fn, check_loss_value, loader_batch
 
 __all__ = ["Metric", "evaluate"]
@@ -27,6 +34,11 @@ def check_metrics(metrics: object) -> dict[str, Metric]:
     for name, fn in metrics.items():
         if not isinstance(name, str) or not name:
             raise TypeError(f"metrics' names must be non-empty strings, got {name!r}.")
+        if name in ("loss", "val_loss", "lr", "epoch") or name.startswith("train_"):
+            raise ValueError(
+                f"metrics' names must not be 'loss', 'val_loss', 'lr', 'epoch' or start with "
+                f"'train_' (the history and the logs use those), got {name!r}."
+            )
         if not callable(fn):
             raise TypeError(f"metrics[{name!r}] must be callable, got {_describe(fn)}.")
     return dict(metrics)
@@ -120,7 +132,7 @@ def validate_sums(
 
     Returns the sums and the number of rows.
     """
-    was_training = model.training
+    was_training = modes(model)
     model.eval()
     try:
         totals: Tensor | None = None
@@ -144,4 +156,4 @@ def validate_sums(
             raise ValueError("the validation data must hold at least one batch, got none.")
         return totals, rows
     finally:
-        model.train(was_training)
+        restore_modes(was_training)

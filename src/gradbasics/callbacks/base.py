@@ -214,12 +214,15 @@ class Callback:
             ``"whole_batches"``); an engine that cannot serve it is refused up front.
         reads_history: Whether its ``on_epoch_end`` reads the lazily kept parts of the
             history (recorded activations): they are brought up to date before it.
+        may_join: Whether it may join, on resume, a run that did not have it (recording
+            may: the epochs before it are NaN); by default that is refused.
     """
 
     order: ClassVar[int] = 50
     records: tuple[str, ...] = ()
     requires: ClassVar[frozenset[str]] = frozenset()
     reads_history: ClassVar[bool] = True
+    may_join: ClassVar[bool] = False
     loop: Loop
 
     @property
@@ -243,13 +246,7 @@ class Callback:
         """Continue from a state :meth:`state_dict` gave (checked by :meth:`check_state`)."""
 
     def check_state(self, state: object) -> str | None:
-        """Why ``state`` cannot be loaded, or None when it can (called before any change).
-
-        ``state`` is None when the run being resumed did not have this callback: return
-        None only if it can join a run in its middle (the default refuses).
-        """
-        if state is None:
-            return "its state would start afresh in the middle of a run"
+        """Why ``state`` cannot be loaded, or None when it can (called before any change)."""
         return None if isinstance(state, dict) else f"expected a dict, got {type(state).__name__}"
 
     def on_train_begin(self) -> None:

@@ -25,7 +25,7 @@ class BestCheckpoint(Callback):
     (``"max"``), or at the first finite value, the model's weights are written
     atomically to ``path`` (a checkpoint: :func:`~gradbasics.load_checkpoint` loads them
     for inference), with ``extra={"epoch": e, "monitor": ..., "value": v_e}``. A NaN never
-    improves. Keras's ``ModelCheckpoint(save_best_only=True)`` and Lightning's
+    improves, nor does an infinity. Keras's ``ModelCheckpoint(save_best_only=True)`` and Lightning's
     ``ModelCheckpoint(monitor=...)`` do the same.
 
     Its settings are ``monitor`` and ``mode``; its state, the best value and epoch, so a
@@ -106,7 +106,7 @@ class BestCheckpoint(Callback):
 
     def improved(self, value: float) -> bool:
         """Whether ``value`` beats the best so far."""
-        if math.isnan(value):
+        if not math.isfinite(value):  # NaN or an infinity is never a best to keep
             return False
         if self.best is None:
             return True

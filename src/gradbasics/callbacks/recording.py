@@ -38,6 +38,7 @@ class ActivationRecording(Callback):
     """
 
     order = 30
+    may_join = True
     reads_history = False
 
     def __init__(self, names: Sequence[str], probe: Tensor | None = None) -> None:

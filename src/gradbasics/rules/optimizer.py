@@ -17,9 +17,11 @@ __all__ = ["RuleOptimizer", "as_optimizer"]
 class RuleOptimizer(torch.optim.Optimizer):
     r"""A ``torch.optim.Optimizer`` whose ``step()`` applies a gradbasics rule.
 
-    Each parameter group gets its own copy of the rule, taken before any step, so each
-    keeps its own state; ``step()`` calls it on the group's parameters at the group's
-    ``lr``:
+    Each parameter group gets its own rule, built with the group's hyperparameters (the
+    rule's own are the defaults: ``{"params": biases, "weight_decay": 0.0}`` works as in
+    torch), so each keeps its own state; ``step()`` calls it on the group's parameters at
+    the group's ``lr`` and hyperparameters (a scheduler may move ``betas`` or
+    ``momentum``, as ``OneCycleLR`` does):
 
     .. math::
 
@@ -38,15 +40,24 @@ class RuleOptimizer(torch.optim.Optimizer):
                 f"rule must be fresh (no step taken), got {rule!r} with a state: its state "
                 "belongs to the parameters it stepped."
             )
-        super().__init__(params, {"lr": check_lr(lr)})
         self.rule = rule
-        self.rules = [copy.deepcopy(rule) for _ in self.param_groups]
+        super().__init__(params, {"lr": check_lr(lr), **rule.hyper})
+        self.rules = [self._rule_for(g) for g in self.param_groups]
+
+    def _rule_for(self, group: dict[str, Any]) -> Rule:
+        """A fresh rule with the group's hyperparameters (checked by the rule itself)."""
+        hyper = {k: group[k] for k in self.rule.hyper}
+        try:
+            made = type(self.rule)(**hyper, foreach=self.rule.foreach)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"param group: {exc}") from None
+        return made
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group (and, once built, a fresh copy of the rule for it)."""
+        """Add a group (and, once built, a fresh rule with its hyperparameters)."""
         super().add_param_group(param_group)
         if hasattr(self, "rules"):
-            self.rules.append(copy.deepcopy(self.rule))
+            self.rules.append(self._rule_for(self.param_groups[-1]))
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -57,6 +68,8 @@ class RuleOptimizer(torch.optim.Optimizer):
                 loss = closure()
         for group, rule in zip(self.param_groups, self.rules, strict=True):
             if any(p.grad is not None for p in group["params"]):
+                # a scheduler may move betas or momentum: the rule reads them per step
+                rule.hyper = {k: group[k] for k in rule.hyper}
                 rule(group["params"], group["lr"])
         return loss
 
@@ -75,8 +88,13 @@ class RuleOptimizer(torch.optim.Optimizer):
                 f"{_describe(saved)}."
             )
         for rule, group, state in zip(self.rules, self.param_groups, saved, strict=True):
-            rule.check_state_dict(state, group["params"])
+            probe = copy.copy(rule)  # the saved hyperparameters (a scheduler moves some)
+            if isinstance(state, dict) and isinstance(state.get("hyper"), dict):
+                probe.hyper = dict(state["hyper"])
+            probe.check_state_dict(state, group["params"])
         super().load_state_dict({k: v for k, v in state_dict.items() if k != "rules"})
+        for rule, state in zip(self.rules, saved, strict=True):
+            rule.hyper = dict(state["hyper"])
         for rule, group, state in zip(self.rules, self.param_groups, saved, strict=True):
             rule.load_state_dict(state, group["params"])
 
