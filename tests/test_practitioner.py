@@ -75,6 +75,15 @@ def test_the_best_checkpoint_refuses_bad_arguments_and_unknown_monitors(tmp_path
     assert not (tmp_path / "b.pt").exists()
 
 
+def test_a_best_checkpoint_reused_in_a_new_run_starts_afresh(tmp_path: Path) -> None:
+    x, t, vx, vt = _data()
+    best = BestCheckpoint(tmp_path / "best.pt")
+    for _ in range(2):  # the same run twice: the second must write its own best
+        (tmp_path / "best.pt").unlink(missing_ok=True)
+        h = train_loop(_model(), x, t, epochs=4, lr=0.1, val=(vx, vt), callbacks=[best])
+        assert load_checkpoint(tmp_path / "best.pt", _model()).extra["value"] == min(h.val_losses)
+
+
 def test_a_nan_never_improves() -> None:
     stopper = BestCheckpoint(Path("/tmp/x.pt"))
     assert stopper.improved(1.0)
@@ -113,9 +122,17 @@ def test_a_new_run_starts_a_new_csv_and_a_resume_never_duplicates_a_row(tmp_path
 
     whole = run(6, False)
     ckpt.unlink()
-    run(5, False, every=3)  # the checkpoint holds 3 epochs, the log 5 rows
+
+    def die_at_4(epoch: int, history: TrainHistory) -> None:
+        if epoch == 4:
+            raise KeyboardInterrupt  # after the log's row, before another checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        train_loop(_model(), x, t, epochs=6, lr=0.1, batch_size=8, checkpoint=ckpt,
+                   checkpoint_every=3, generator=torch.Generator().manual_seed(1),
+                   callbacks=[CSVLogger(log), die_at_4])  # fmt: skip
     with open(log, newline="") as f:
-        assert len(list(csv.reader(f))) == 1 + 5
+        assert len(list(csv.reader(f))) == 1 + 5  # the checkpoint holds 3 epochs
     run(6, True)
     with open(log, newline="") as f:
         rows = list(csv.DictReader(f))

@@ -465,7 +465,7 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     (
         S + "callbacks/csv_logger.py",
         '            writer.writerow([repr(row[c]) if c in row else "" for c in self._columns])',
-        '            writer.writerow([str(row[c]) if c in row else "" for c in self._columns])',
+        '            writer.writerow([f"{row[c]:.6g}" if c in row else "" for c in self._columns])',
         PR,
     ),
     (S + "inference.py", "    model.eval()\n", "", ["tests/test_practitioner.py"]),
