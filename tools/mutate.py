@@ -328,7 +328,7 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     (S + "_ckptstate.py", "    for key in saved.keys() - own.keys():", "    for key in ():", CB),
     (
         S + "_ckptstate.py",
-        "            if (settings or state is not None) and why is not None:",
+        "            if (settings or state is not None) and not joins:",
         "            if False:",
         CB,
     ),
@@ -471,7 +471,7 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     (S + "inference.py", "    model.eval()\n", "", ["tests/test_practitioner.py"]),
     (
         S + "inference.py",
-        "        model.train(was_training)",
+        "        restore_modes(was_training)",
         "        pass",
         ["tests/test_practitioner.py"],
     ),
@@ -489,8 +489,8 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         S + "rules/optimizer.py",
-        "        self.rules = [copy.deepcopy(rule) for _ in self.param_groups]",
-        "        self.rules = [rule for _ in self.param_groups]",
+        "        self.rules = [self._rule_for(g) for g in self.param_groups]",
+        "        self.rules = [self.rule for g in self.param_groups]",
         ["tests/test_rule_optimizer.py"],
     ),
     (
