@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -36,3 +42,16 @@ def hand_chain_loop(
                 p.add_(p.grad, alpha=-lr)
                 p.grad = None
     return [p.detach() for p in ws], losses
+
+
+def reseal(path: Path, edit: Callable[[dict[str, Any]], object]) -> None:
+    """Change a checkpoint's payload with ``edit`` and write it back with a valid checksum."""
+    from gradbasics._ckptio import MAGIC
+
+    raw = path.read_bytes()
+    payload = torch.load(io.BytesIO(raw[len(MAGIC) + 32 :]), weights_only=True)
+    edit(payload)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    body = buf.getvalue()
+    path.write_bytes(MAGIC + hashlib.sha256(body).digest() + body)

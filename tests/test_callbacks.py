@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from gradbasics import EarlyStopping, TrainHistory, load_checkpoint, save_checkpoint, train_loop
 from gradbasics.callbacks import Callback, Schedule
-from helpers import assert_same_bits, params_of
+from helpers import assert_same_bits, params_of, reseal
 
 
 def _data() -> tuple[Tensor, ...]:
@@ -331,22 +331,6 @@ def test_a_late_callback_refusing_to_begin_changes_nothing(tmp_path: Path) -> No
     assert ended == ["early"]  # what began is ended
 
 
-def _reseal(path: Path, edit: Any) -> None:
-    """Change the payload of a checkpoint and write it back with a valid checksum."""
-    import hashlib
-    import io
-
-    from gradbasics._ckptio import MAGIC
-
-    raw = path.read_bytes()
-    payload = torch.load(io.BytesIO(raw[len(MAGIC) + 32 :]), weights_only=True)
-    edit(payload)
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    body = buf.getvalue()
-    path.write_bytes(MAGIC + hashlib.sha256(body).digest() + body)
-
-
 def _es_state(p: dict[str, Any]) -> dict[str, Any]:
     state: dict[str, Any] = p["callbacks"]["EarlyStopping"]["state"]
     return state
@@ -385,7 +369,7 @@ def test_odd_contents_under_a_valid_checksum_are_refused_with_nothing_changed(
 
     first = _model()
     train_loop(first, x, t, epochs=2, checkpoint=path, **kw(first))
-    _reseal(path, edit)
+    reseal(path, edit)
     m = _model()
     args = kw(m)
     before, opt_before, rng = params_of(m), args["optimizer"].state_dict(), torch.get_rng_state()

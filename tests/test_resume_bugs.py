@@ -6,8 +6,6 @@ state; they use only what a user writes, so they run against any version.
 
 from __future__ import annotations
 
-import hashlib
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,7 @@ import torch
 from torch import nn
 
 from gradbasics import CheckpointError, EarlyStopping, load_checkpoint, train_loop
-from gradbasics._ckptio import MAGIC
-from helpers import assert_same_bits, params_of
+from helpers import assert_same_bits, params_of, reseal
 
 sched = torch.optim.lr_scheduler
 
@@ -165,16 +162,6 @@ def test_a_probe_of_another_size_is_refused_and_a_new_recording_joins(tmp_path: 
     assert load_checkpoint(other, _model()).epoch == 4
 
 
-def _rewrite(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
-    raw = path.read_bytes()
-    payload = torch.load(io.BytesIO(raw[len(MAGIC) + 32 :]), weights_only=True)
-    edit(payload)
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    body = buf.getvalue()
-    path.write_bytes(MAGIC + hashlib.sha256(body).digest() + body)
-
-
 def _drop_waited(p: dict[str, Any]) -> None:
     if "callbacks" in p:
         del p["callbacks"]["EarlyStopping"]["state"]["waited"]
@@ -198,7 +185,7 @@ def test_a_checksummed_file_with_bad_entries_is_refused_before_the_model_changes
     path = tmp_path / "c.pt"
     kw: dict[str, Any] = {"lr": 0.05, "val": (vx, vt), "early_stopping": EarlyStopping(patience=9)}
     train_loop(_model(), x, t, epochs=2, checkpoint=path, **kw)
-    _rewrite(path, edit)
+    reseal(path, edit)
     m = _model()
     before = params_of(m)
     with pytest.raises(CheckpointError, match=says):
