@@ -378,3 +378,37 @@ def test_odd_contents_under_a_valid_checksum_are_refused_with_nothing_changed(
     assert_same_bits(params_of(m), before)
     assert args["optimizer"].state_dict() == opt_before
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_late_stop_saves_the_last_weights_not_the_restored_best(tmp_path: Path) -> None:
+    x, t, vx, vt = _data()
+    path = tmp_path / "c.pt"
+    last: dict[str, Tensor] = {}
+    model = _model()
+
+    def stop_at_3(epoch: int, history: TrainHistory) -> None:
+        if epoch == 3:
+            last.update(params_of(model))
+            history.stop()
+
+    stopper = EarlyStopping(mode="max", patience=50)  # val_loss falls: the best is epoch 0
+    train_loop(model, x, t, epochs=9, lr=0.05, val=(vx, vt), early_stopping=stopper,
+               checkpoint=path, checkpoint_every=5, callbacks=[stop_at_3])  # fmt: skip
+    saved = _model()
+    assert load_checkpoint(path, saved).epoch == 4
+    assert_same_bits(params_of(saved), last)  # the run's state: what a resume continues
+    assert not torch.equal(params_of(model)["0.weight"], last["0.weight"])  # model: best
+
+
+def test_an_error_in_the_update_is_not_blamed_on_a_step_hook() -> None:
+    class Watch(Callback):
+        def on_before_update(self, step: Any) -> None:
+            pass
+
+    def broken(params: Any, lr: float) -> None:
+        raise RuntimeError("update failed")
+
+    x, t, *_ = _data()
+    with pytest.raises(RuntimeError, match="update failed") as err:
+        train_loop(_model(), x, t, epochs=1, lr=0.1, update=broken, callbacks=[Watch()])
+    assert "Watch" not in "".join(getattr(err.value, "__notes__", []))
