@@ -77,20 +77,18 @@ class Validation(Callback):
         return {"data": self._fingerprint, "metrics": list(self.metrics),
                 "batch_size": self.batch_size}  # fmt: skip
 
-    def _batches(self, rows: int | None = None) -> Iterable[tuple[Tensor, Tensor]]:
-        """The validation batches (the first ``rows`` rows only, when given)."""
+    def _batches(self, *, sample: bool = False) -> Iterable[tuple[Tensor, Tensor]]:
+        """The validation batches; with ``sample``, one small batch to check on."""
         if self.loader is not None:
             batches = loader_batches(self.loader, self.loop.device)
-            if rows is None:
+            if not sample:
                 return batches
             first = next(iter(batches), None)
             if first is None:
                 raise ValueError("val must hold at least one batch, got an empty loader.")
             return [first]
-        x, y = self.inputs, self.targets
-        if rows is not None:
-            x, y = x[:rows], y[:rows]
-        size = self.batch_size if rows is None else rows
+        size = min(self.batch_size, 8) if sample else self.batch_size
+        x, y = (self.inputs[:size], self.targets[:size]) if sample else (self.inputs, self.targets)
         return zip(x.split(size), y.split(size), strict=True)
 
     def on_train_begin(self) -> None:
@@ -99,7 +97,7 @@ class Validation(Callback):
             with sanctioned_sync():
                 self.inputs = to_device(self.inputs, self.loop.device)
                 self.targets = to_device(self.targets, self.loop.device)
-        batches = self._batches(rows=min(self.batch_size, 8) if self.loader is None else 0)
+        batches = self._batches(sample=True)
         validate_sums(self.loop.model, batches, self.loop.loss_fn, self.metrics)
 
     def on_epoch_end(self, epoch: int, history: TrainHistory) -> None:
