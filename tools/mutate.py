@@ -12,6 +12,7 @@ the tests, or a change that cannot alter behaviour (an equivalent mutant).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -633,6 +634,18 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
 ]
 
 
+def _extra_mutants() -> list[tuple[str, str, str, list[str]]]:
+    """Mutants kept next to this file, one area a file (``tools/mutants_*.py``)."""
+    found: list[tuple[str, str, str, list[str]]] = []
+    for path in sorted(Path(__file__).parent.glob("mutants_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found.extend(module.MUTANTS)
+    return found
+
+
 def _run(k: int, mutant: tuple[str, str, str, list[str]], work: Path) -> tuple[bool, float]:
     path, old, new, tests = mutant
     copy = work / f"m{k}"
@@ -660,7 +673,8 @@ def main() -> int:
     parser.add_argument("--only", default="")
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
-    chosen = [(k, m) for k, m in enumerate(MUTANTS) if args.only in m[0] + m[1]]
+    everything = MUTANTS + _extra_mutants()
+    chosen = [(k, m) for k, m in enumerate(everything) if args.only in m[0] + m[1]]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda km: _run(km[0], km[1], Path(tmp)), chosen))
     survivors = []
