@@ -228,8 +228,8 @@ def test_rule_state_round_trips_through_torch_save_weights_only() -> None:
         (lambda: rules.Adam(betas=(0.9, 1.0)), r"betas\[1\] must be in \[0, 1\), got 1\.0"),
         (lambda: rules.Adam(betas=0.9), r"betas must be a pair of numbers, got 0\.9"),  # type: ignore[arg-type]
         (lambda: rules.Adam(amsgrad=1), r"amsgrad must be a bool, got 1 \(int\)"),  # type: ignore[arg-type]
-        (lambda: rules.RMSprop(alpha=1.5), r"alpha must be in \[0, 1\], got 1\.5"),
-        (lambda: rules.Adagrad(eps=-1.0), r"eps must be a finite number >= 0, got -1\.0"),
+        (lambda: rules.RMSprop(alpha=1.5), r"alpha must be in \[0, 1\), got 1\.5"),
+        (lambda: rules.Adagrad(eps=-1.0), r"eps must be a finite number > 0, got -1\.0"),
         (
             lambda: rules.AdamW(weight_decay="0.1"),  # type: ignore[arg-type]
             r"weight_decay must be a real number, got '0\.1'",

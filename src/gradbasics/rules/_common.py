@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -9,6 +10,13 @@ import torch
 from torch import Tensor
 
 from gradbasics._validate import _describe, check_lr, check_params
+from gradbasics.rules._grouping import (
+    Signature,
+    by_device_dtype,
+    check_served,
+    foreach_default,
+    signature,
+)
 
 __all__: list[str] = []
 
@@ -56,7 +64,7 @@ def use_foreach(params: list[Tensor], foreach: bool | None) -> bool:
     """``foreach`` as given, or torch.optim's default: multi-tensor when all are on CUDA."""
     if foreach is not None:
         return foreach
-    return all(p.is_cuda for p in params)
+    return foreach_default(params)
 
 
 _GROUP_ELEMENTS = 1 << 15  # small tensors share a group; a large one is a group alone
@@ -112,21 +120,25 @@ def dispatch(
     """Run one step as torch would: its multi-tensor path, or its single-tensor path.
 
     ``each`` and ``multi`` take ``(idx, ps, gs, *lists, **fixed)``, the per-parameter
-    ``lists`` cut like ``ps``. The single-tensor path runs small tensors in shared
-    multi-tensor calls where that keeps its bits (float32 and float64 on the CPU), with
-    ``batched`` (default ``multi``, when torch's two paths share their operations).
+    ``lists`` cut like ``ps``. The multi-tensor path runs once per (device, dtype) group,
+    as torch's (a group with a sparse gradient runs ``each``). The single-tensor path
+    runs small tensors in shared multi-tensor calls where that keeps its bits (float32
+    and float64 on the CPU), with ``batched`` (default ``multi``, when torch's two paths
+    share their operations).
     """
+    every: tuple[Sequence[Any], ...] = (idx, ps, gs, *lists)
     with torch.no_grad():
-        if use_foreach(ps, foreach):
-            multi(idx, ps, gs, *lists, **fixed)
-        elif batches_exactly(ps):
+        if use_foreach(ps, foreach):  # torch's multi-tensor path: per (device, dtype)
+            for g in by_device_dtype(ps):
+                part = every if len(g) == len(ps) else tuple([s[k] for k in g] for s in every)
+                sparse = any(gs[k].is_sparse for k in g)  # torch: such a group runs alone
+                (each if sparse else multi)(*part, **fixed)
+        elif batches_exactly(ps) and not any(g.is_sparse for g in gs):
             for g in groups(ps):  # a large tensor alone runs best without foreach
                 step = (batched or multi) if len(g) > 1 else each
-                every: tuple[Sequence[Any], ...] = (idx, ps, gs, *lists)
-                cut = ([lst[k] for k in g] for lst in every)
-                step(*cut, **fixed)
+                step(*([s[k] for k in g] for s in every), **fixed)
         else:
-            each(idx, ps, gs, *lists, **fixed)
+            each(*every, **fixed)
 
 
 def pick(items: Sequence[Tensor], idx: list[int]) -> list[Tensor]:
@@ -136,6 +148,13 @@ def pick(items: Sequence[Tensor], idx: list[int]) -> list[Tensor]:
 
 def check_nonneg(value: object, name: str) -> float:
     """A hyperparameter: a finite real number >= 0."""
+    return check_lr(value, name=name)
+
+
+def check_positive(value: object, name: str) -> float:
+    """A hyperparameter > 0 (an ``eps`` that guards a division)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and not value > 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
     return check_lr(value, name=name)
 
 
@@ -174,12 +193,15 @@ class Rule:
 
     state_type: ClassVar[Any]
     state: Any
+    shared_by_groups: ClassVar[tuple[str, ...]] = ()
+    """Hyperparameters torch.optim takes from its defaults only, never from a group."""
 
     def __init__(self, foreach: bool | None) -> None:
         if foreach is not None:
             check_bool(foreach, "foreach")
         self.foreach = foreach
         self.state = None
+        self.served: Signature | None = None
         self.hyper: dict[str, object] = {}
 
     def __repr__(self) -> str:
@@ -197,15 +219,23 @@ class Rule:
     def __call__(self, params: Iterable[Tensor], lr: float) -> None:
         """Apply one step in place to ``params`` (those with a ``.grad``) at rate ``lr``."""
         rate = check_lr(lr)
+        if isinstance(params, list | tuple) and any(isinstance(g, dict) for g in params):
+            raise TypeError(
+                f"params must be tensors, got a list of parameter groups (dicts); for groups "
+                f"use rules.as_optimizer({self!r}, groups, lr=...), as torch.optim takes them."
+            )
         checked = check_params(params)
+        now = signature(checked)
         if self.state is None:
             self.state = self.init(checked)
-        elif len(self.state.steps) != len(checked):
-            raise ValueError(
-                f"params must be the {len(self.state.steps)} tensors this "
-                f"{type(self).__name__} was first used with, got {len(checked)}."
-            )
+        else:  # a state set by hand (no record of its tensors) is checked for its count
+            check_served(self.served or now, now, len(self.state.steps), self.describe())
+        self.served = now
         self.apply(checked, rate)
+
+    def describe(self) -> str:
+        """``rules.Name`` for messages."""
+        return f"rules.{type(self).__name__}"
 
     def state_dict(self) -> dict[str, Any]:
         """The hyperparameters and the state, as plain values and tensors."""
@@ -247,7 +277,7 @@ class Rule:
         self.check_state_dict(saved, params)
         state = saved["state"]
         if state is None:
-            self.state = None
+            self.state = self.served = None
             return
         device_of = [p.device for p in params]
         fields: dict[str, Any] = {}
@@ -260,3 +290,4 @@ class Rule:
                     for t, d in zip(value, device_of, strict=False)  # a list may be empty
                 ]
         self.state = self.state_type(**fields)
+        self.served = signature(params)

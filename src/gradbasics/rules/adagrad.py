@@ -19,11 +19,13 @@ from gradbasics.rules._common import (
     advance,
     check_bool,
     check_nonneg,
+    check_positive,
     dispatch,
     new_steps,
     pick,
     with_grads,
 )
+from gradbasics.rules._grouping import check_count, real
 
 __all__ = ["Adagrad", "AdagradState", "adagrad_step", "init_adagrad"]
 
@@ -51,9 +53,15 @@ class _AdagradArgs(NamedTuple):
 def init_adagrad(
     params: Sequence[Tensor], *, initial_accumulator_value: float = 0.0
 ) -> AdagradState:
-    """Return the initial state of :func:`adagrad_step` for ``params``."""
+    """Return the initial state of :func:`adagrad_step` for ``params``.
+
+    A complex parameter's sum starts at ``complex(v, v)``, as torch's.
+    """
+    v = initial_accumulator_value
     sums = [
-        torch.full_like(p, initial_accumulator_value, memory_format=torch.preserve_format)
+        torch.full_like(
+            p, complex(v, v) if p.is_complex() else v, memory_format=torch.preserve_format
+        )
         for p in params
     ]
     return AdagradState(sums, new_steps(len(params)))
@@ -85,7 +93,10 @@ def adagrad_step(
     differently: the default (single-tensor) path computes
     :math:`\theta + (-\tilde\eta)\,(g / (\sqrt s + \epsilon))`, the ``foreach`` path
     :math:`\theta + (g\cdot(-\tilde\eta)) / (\sqrt s + \epsilon)`. ``foreach`` picks the
-    one to equal; torch uses ``foreach`` by default on CUDA, not on the CPU.
+    one to equal; torch uses ``foreach`` by default on CUDA, not on the CPU. As torch's,
+    the ``foreach`` path runs per (device, dtype) group; a complex parameter is updated
+    through its ``torch.view_as_real`` view; a sparse gradient (without weight decay)
+    changes only the entries it holds.
 
     Args:
         params: The parameters; those without ``.grad`` are skipped.
@@ -108,9 +119,16 @@ def adagrad_step(
         >>> w
         tensor([0.9000], requires_grad=True)
     """
+    check_count(params, state.steps, "adagrad_step")
     idx, ps, gs = with_grads(params)
     if not ps:
         return
+    for i, g in zip(idx, gs, strict=True):
+        if g.is_sparse and weight_decay != 0:
+            raise RuntimeError(
+                f"params[{i}] has a sparse gradient, which weight_decay={weight_decay!r} "
+                "cannot be added to (as in torch.optim.Adagrad); use weight_decay=0."
+            )
     t = advance(state.steps, idx)
     sums = pick(state.sum, idx)
     minus_clr = [-lr / (1 + (s - 1) * lr_decay) for s in t]
@@ -136,8 +154,22 @@ def _adagrad_each(
         grad = -g if maximize else g
         if weight_decay != 0:
             grad = grad.add(p, alpha=weight_decay)
+        if grad.is_sparse:
+            _sparse_update(p, grad, total, c, eps)
+            continue
+        if p.is_complex():  # after the decay, as torch
+            grad, total, p = real([grad, total, p])
         total.addcmul_(grad, grad, value=1)
         p.addcdiv_(grad, total.sqrt().add_(eps), value=c)
+
+
+def _sparse_update(p: Tensor, grad: Tensor, total: Tensor, minus_clr: float, eps: float) -> None:
+    """Torch's step for a sparse gradient: only the rows it holds change."""
+    grad = grad.coalesce()  # the update is not linear: one value per index
+    indices, values = grad._indices(), grad._values()
+    total.add_(torch.sparse_coo_tensor(indices, values.pow(2), grad.size()))
+    std = total.sparse_mask(grad)._values().sqrt_().add_(eps)
+    p.add_(torch.sparse_coo_tensor(indices, values / std, grad.size()), alpha=minus_clr)
 
 
 def _adagrad_batched(
@@ -171,6 +203,7 @@ def _adagrad_foreach(
 ) -> None:
     """Torch's multi-tensor (``foreach``) path, op for op."""
     weight_decay, eps, maximize = h
+    ps, gs, sums = real(ps), real(gs), real(sums)  # before the decay, as torch
     grads: Tensors = torch._foreach_neg(gs) if maximize else gs
     if weight_decay != 0 and maximize:  # in place on the negated copy, as torch
         torch._foreach_add_(grads, ps, alpha=weight_decay)
@@ -197,7 +230,7 @@ class Adagrad(Rule):
         lr_decay: :math:`\delta` >= 0.
         weight_decay: L2 penalty :math:`\lambda` >= 0.
         initial_accumulator_value: The initial :math:`s`, >= 0.
-        eps: :math:`\epsilon` >= 0.
+        eps: :math:`\epsilon` > 0.
         maximize: Ascend instead of descend.
         foreach: Equal torch's ``foreach=True`` path (None: on CUDA only, as torch).
 
@@ -217,6 +250,7 @@ class Adagrad(Rule):
 
     state_type = AdagradState
     state: AdagradState | None
+    shared_by_groups = ("initial_accumulator_value",)  # torch reads only its default's
 
     def __init__(
         self,
@@ -235,7 +269,7 @@ class Adagrad(Rule):
             "initial_accumulator_value": check_nonneg(
                 initial_accumulator_value, "initial_accumulator_value"
             ),
-            "eps": check_nonneg(eps, "eps"),
+            "eps": check_positive(eps, "eps"),
             "maximize": check_bool(maximize, "maximize"),
         }
 

@@ -15,11 +15,13 @@ from gradbasics.rules._common import (
     check_betas,
     check_bool,
     check_nonneg,
+    check_positive,
     dispatch,
     new_steps,
     pick,
     with_grads,
 )
+from gradbasics.rules._grouping import check_count, real, refuse_sparse
 
 __all__ = ["Adam", "AdamState", "AdamW", "adam_step", "init_adam"]
 
@@ -88,7 +90,10 @@ def adam_step(
             \frac{m}{\sqrt{\hat v} / \sqrt{1 - \beta_2^t} + \epsilon}
 
     in exactly torch's order of operations (``lerp_``, ``mul_().addcmul_()``, the bias
-    corrections as Python floats, one ``addcdiv_``), so every bit agrees.
+    corrections as Python floats, one ``addcdiv_``), so every bit agrees. As torch's, the
+    ``foreach`` path runs per (device, dtype) group, and a complex parameter is updated
+    through its ``torch.view_as_real`` view. Sparse gradients are refused
+    (``RuntimeError``).
 
     Args:
         params: The parameters; those without ``.grad`` are skipped.
@@ -113,9 +118,11 @@ def adam_step(
         >>> w
         tensor([0.9000], requires_grad=True)
     """
+    check_count(params, state.steps, "adam_step")
     idx, ps, gs = with_grads(params)
     if not ps:
         return
+    refuse_sparse(idx, gs, "rules.AdamW" if decoupled else "rules.Adam")
     t = advance(state.steps, idx)
     h = _AdamArgs(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled)
     dispatch(foreach, _adam_each, _adam_foreach, idx, ps, gs, t, state=state, h=h)
@@ -141,12 +148,14 @@ def _adam_each(
                 p.mul_(1 - lr * weight_decay)
             else:
                 grad = grad.add(p, alpha=weight_decay)
+        if p.is_complex():  # after the decay, as torch
+            p, grad, m, v = real([p, grad, m, v])
         m.lerp_(grad, 1 - beta1)
         v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         step_size = lr / (1 - beta1**s)
         bias2_sqrt = (1 - beta2**s) ** 0.5
         if amsgrad:
-            peak = state.max_exp_avg_sq[i]
+            peak = real([state.max_exp_avg_sq[i]])[0]
             torch.maximum(peak, v, out=peak)
             denom = peak.sqrt().div_(bias2_sqrt).add_(eps)  # `/` then add_: same bits
         else:
@@ -166,7 +175,8 @@ def _adam_foreach(
     """Torch's multi-tensor (``foreach``) path, op for op."""
     lr, betas, eps, weight_decay, amsgrad, maximize, decoupled = h
     beta1, beta2 = betas
-    exp_avgs, exp_avg_sqs = pick(state.exp_avg, idx), pick(state.exp_avg_sq, idx)
+    exp_avgs, exp_avg_sqs = real(pick(state.exp_avg, idx)), real(pick(state.exp_avg_sq, idx))
+    ps, gs = real(ps), real(gs)  # before the decay, as torch
     grads: Tensors = torch._foreach_neg(gs) if maximize else gs
     if weight_decay != 0:
         if decoupled:
@@ -181,7 +191,7 @@ def _adam_foreach(
     step_size = [(lr / (1 - beta1**s)) * -1 for s in t]
     bias2_sqrt = [(1 - beta2**s) ** 0.5 for s in t]
     if amsgrad:
-        peaks = pick(state.max_exp_avg_sq, idx)
+        peaks = real(pick(state.max_exp_avg_sq, idx))
         torch._foreach_maximum_(peaks, exp_avg_sqs)
         denom = torch._foreach_sqrt(peaks)
     else:
@@ -200,7 +210,7 @@ class Adam(Rule):
 
     Args:
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
-        eps: :math:`\epsilon` >= 0, added to the denominator.
+        eps: :math:`\epsilon` > 0, added to the denominator.
         weight_decay: L2 penalty :math:`\lambda` >= 0, added to the gradient.
         amsgrad: Use the AMSGrad variant.
         maximize: Ascend instead of descend.
@@ -237,7 +247,7 @@ class Adam(Rule):
         super().__init__(foreach)
         self.hyper = {
             "betas": check_betas(betas),
-            "eps": check_nonneg(eps, "eps"),
+            "eps": check_positive(eps, "eps"),
             "weight_decay": check_nonneg(weight_decay, "weight_decay"),
             "amsgrad": check_bool(amsgrad, "amsgrad"),
             "maximize": check_bool(maximize, "maximize"),
@@ -263,7 +273,7 @@ class AdamW(Adam):
 
     Args:
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
-        eps: :math:`\epsilon` >= 0.
+        eps: :math:`\epsilon` > 0.
         weight_decay: Decoupled decay :math:`\lambda` >= 0.
         amsgrad: Use the AMSGrad variant.
         maximize: Ascend instead of descend.

@@ -17,11 +17,11 @@ __all__ = ["RuleOptimizer", "as_optimizer"]
 class RuleOptimizer(torch.optim.Optimizer):
     r"""A ``torch.optim.Optimizer`` whose ``step()`` applies a gradbasics rule.
 
-    Each parameter group gets its own rule, built with the group's hyperparameters (the
-    rule's own are the defaults: ``{"params": biases, "weight_decay": 0.0}`` works as in
-    torch), so each keeps its own state; ``step()`` calls it on the group's parameters at
-    the group's ``lr`` and hyperparameters (a scheduler may move ``betas`` or
-    ``momentum``, as ``OneCycleLR`` does):
+    Each parameter group gets its own rule, built with the group's hyperparameters and
+    ``foreach`` (the rule's own are the defaults: ``{"params": biases, "weight_decay":
+    0.0}`` works as in torch), so each keeps its own state; ``step()`` calls it on the
+    group's parameters at the group's ``lr`` and hyperparameters (a scheduler may move
+    ``betas`` or ``momentum``, as ``OneCycleLR`` does):
 
     .. math::
 
@@ -41,14 +41,21 @@ class RuleOptimizer(torch.optim.Optimizer):
                 "belongs to the parameters it stepped."
             )
         self.rule = rule
-        super().__init__(params, {"lr": check_lr(lr), **rule.hyper})
+        super().__init__(params, {"lr": check_lr(lr), **rule.hyper, "foreach": rule.foreach})
         self.rules = [self._rule_for(g) for g in self.param_groups]
 
     def _rule_for(self, group: dict[str, Any]) -> Rule:
         """A fresh rule with the group's hyperparameters (checked by the rule itself)."""
         hyper = {k: group[k] for k in self.rule.hyper}
         try:
-            made = type(self.rule)(**hyper, foreach=self.rule.foreach)
+            for k in type(self.rule).shared_by_groups:
+                if hyper[k] != self.rule.hyper[k]:
+                    raise ValueError(
+                        f"{k} cannot differ between groups (torch.optim."
+                        f"{type(self.rule).__name__} silently uses the default's for every "
+                        f"group), got {hyper[k]!r} where the default is {self.rule.hyper[k]!r}."
+                    )
+            made = type(self.rule)(**hyper, foreach=group.get("foreach", self.rule.foreach))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"param group: {exc}") from None
         return made
@@ -70,6 +77,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             if any(p.grad is not None for p in group["params"]):
                 # a scheduler may move betas or momentum: the rule reads them per step
                 rule.hyper = {k: group[k] for k in rule.hyper}
+                rule.foreach = group.get("foreach", self.rule.foreach)  # as torch: per step
                 rule(group["params"], group["lr"])
         return loss
 

@@ -14,12 +14,14 @@ from gradbasics.rules._common import (
     advance,
     check_bool,
     check_nonneg,
+    check_positive,
     check_unit,
     dispatch,
     new_steps,
     pick,
     with_grads,
 )
+from gradbasics.rules._grouping import check_count, real, refuse_sparse
 
 __all__ = ["RMSprop", "RMSpropState", "init_rmsprop", "rmsprop_step"]
 
@@ -95,6 +97,10 @@ def rmsprop_step(
         \theta &\leftarrow \begin{cases} \theta - \eta\, b, \quad b \leftarrow \mu b + g / d
             & \mu > 0 \\ \theta - \eta\, g / d & \text{otherwise} \end{cases}
 
+    As torch's, the ``foreach`` path runs per (device, dtype) group, and a complex
+    parameter is updated through its ``torch.view_as_real`` view. Sparse gradients are
+    refused (``RuntimeError``).
+
     Args:
         params: The parameters; those without ``.grad`` are skipped.
         state: From :func:`init_rmsprop` (with the same ``momentum`` and ``centered``).
@@ -118,9 +124,11 @@ def rmsprop_step(
         >>> w
         tensor([0.9000], requires_grad=True)
     """
+    check_count(params, state.steps, "rmsprop_step")
     idx, ps, gs = with_grads(params)
     if not ps:
         return
+    refuse_sparse(idx, gs, "rules.RMSprop")
     advance(state.steps, idx)
     h = _RmspropArgs(lr, alpha, eps, weight_decay, momentum, centered, maximize)
     dispatch(foreach, _rmsprop_each, _rmsprop_foreach, idx, ps, gs, state=state, h=h)
@@ -141,16 +149,18 @@ def _rmsprop_each(
         if weight_decay != 0:
             grad = grad.add(p, alpha=weight_decay)
         v = state.square_avg[i]
+        if p.is_complex():  # after the decay, as torch
+            p, grad, v = real([p, grad, v])
         v.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
         if centered:
-            mean = state.grad_avg[i]
+            mean = real([state.grad_avg[i]])[0]
             mean.lerp_(grad, 1 - alpha)
             avg = v.addcmul(mean, mean, value=-1).sqrt_()
         else:
             avg = v.sqrt()
         avg = avg.add_(eps)
         if momentum > 0:
-            buf = state.momentum_buffer[i]
+            buf = real([state.momentum_buffer[i]])[0]
             buf.mul_(momentum).addcdiv_(grad, avg)
             p.add_(buf, alpha=-lr)
         else:
@@ -167,7 +177,8 @@ def _rmsprop_foreach(
 ) -> None:
     """Torch's multi-tensor (``foreach``) path, op for op."""
     lr, alpha, eps, weight_decay, momentum, centered, maximize = h
-    square_avgs = pick(state.square_avg, idx)
+    square_avgs = real(pick(state.square_avg, idx))
+    ps, gs = real(ps), real(gs)  # before the decay, as torch
     grads: Tensors = torch._foreach_neg(gs) if maximize else gs
     if weight_decay != 0 and maximize:  # in place on the negated copy, as torch
         torch._foreach_add_(grads, ps, alpha=weight_decay)
@@ -176,7 +187,7 @@ def _rmsprop_foreach(
     torch._foreach_mul_(square_avgs, alpha)
     torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
     if centered:
-        grad_avgs = pick(state.grad_avg, idx)
+        grad_avgs = real(pick(state.grad_avg, idx))
         torch._foreach_lerp_(grad_avgs, grads, 1 - alpha)
         avg = torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
         torch._foreach_sqrt_(avg)
@@ -184,7 +195,7 @@ def _rmsprop_foreach(
         avg = torch._foreach_sqrt(square_avgs)
     torch._foreach_add_(avg, eps)
     if momentum > 0:
-        bufs = pick(state.momentum_buffer, idx)
+        bufs = real(pick(state.momentum_buffer, idx))
         torch._foreach_mul_(bufs, momentum)
         torch._foreach_addcdiv_(bufs, grads, avg)
         torch._foreach_add_(ps, bufs, alpha=-lr)
@@ -199,10 +210,10 @@ class RMSprop(Rule):
     given separately.
 
     Args:
-        alpha: Smoothing constant :math:`\alpha` in [0, 1].
-        eps: :math:`\epsilon` >= 0.
+        alpha: Smoothing constant :math:`\alpha` in [0, 1) (1 would never learn).
+        eps: :math:`\epsilon` > 0.
         weight_decay: L2 penalty :math:`\lambda` >= 0.
-        momentum: Momentum :math:`\mu` >= 0.
+        momentum: Momentum :math:`\mu` in [0, 1].
         centered: Centered RMSprop.
         maximize: Ascend instead of descend.
         foreach: Which of torch's paths to equal op for op (None: as torch picks).
@@ -237,10 +248,10 @@ class RMSprop(Rule):
     ) -> None:
         super().__init__(foreach)
         self.hyper = {
-            "alpha": check_unit(alpha, "alpha", closed=True),
-            "eps": check_nonneg(eps, "eps"),
+            "alpha": check_unit(alpha, "alpha"),
+            "eps": check_positive(eps, "eps"),
             "weight_decay": check_nonneg(weight_decay, "weight_decay"),
-            "momentum": check_nonneg(momentum, "momentum"),
+            "momentum": check_unit(momentum, "momentum", closed=True),
             "centered": check_bool(centered, "centered"),
             "maximize": check_bool(maximize, "maximize"),
         }

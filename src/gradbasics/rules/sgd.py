@@ -14,11 +14,13 @@ from gradbasics.rules._common import (
     advance,
     check_bool,
     check_nonneg,
+    check_unit,
     dispatch,
     new_steps,
     pick,
     with_grads,
 )
+from gradbasics.rules._grouping import check_count, refuse_sparse
 
 __all__ = ["SGD", "SGDState", "init_sgd", "sgd_step"]
 
@@ -77,7 +79,9 @@ def sgd_step(
         \theta &\leftarrow \theta - \eta\, g
 
     with :math:`\mu` = ``momentum`` and :math:`\tau` = ``dampening``. Hyperparameters are
-    not checked here (the :class:`SGD` object checks them once).
+    not checked here (the :class:`SGD` object checks them once). The ``foreach`` path
+    runs once per (device, dtype) group of the parameters, as torch's. Sparse gradients
+    are refused (``RuntimeError``).
 
     Args:
         params: The parameters; those without ``.grad`` are skipped.
@@ -102,9 +106,11 @@ def sgd_step(
         >>> w  # 1 - 0.1 * 1 - 0.1 * (0.9 + 1)
         tensor([0.7100], requires_grad=True)
     """
+    check_count(params, state.steps, "sgd_step")
     idx, ps, gs = with_grads(params)
     if not ps:
         return
+    refuse_sparse(idx, gs, "rules.SGD")
     advance(state.steps, idx)
     h = _SgdArgs(lr, momentum, dampening, nesterov, weight_decay, maximize)
     dispatch(foreach, _sgd_each, _sgd_foreach, idx, ps, gs, state=state, h=h)
@@ -162,7 +168,10 @@ def _sgd_foreach(
                 else:
                     buf.mul_(momentum).add_(g, alpha=1 - dampening)
                 bufs[k] = buf
-        grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
+        if nesterov:  # in place, on the gradients themselves without a copy, as torch
+            torch._foreach_add_(grads, bufs, alpha=momentum)
+        else:
+            grads = bufs
     torch._foreach_add_(ps, grads, alpha=-lr)
 
 
@@ -174,8 +183,8 @@ class SGD(Rule):
     Calling the object, ``rule(params, lr)``, applies one step.
 
     Args:
-        momentum: Momentum factor :math:`\mu`, >= 0.
-        dampening: Dampening :math:`\tau` of the momentum, >= 0.
+        momentum: Momentum factor :math:`\mu` in [0, 1].
+        dampening: Dampening :math:`\tau` of the momentum, in [0, 1].
         nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
         weight_decay: L2 penalty :math:`\lambda`, >= 0.
         maximize: Ascend instead of descend.
@@ -210,8 +219,8 @@ class SGD(Rule):
         foreach: bool | None = None,
     ) -> None:
         super().__init__(foreach)
-        m = check_nonneg(momentum, "momentum")
-        d = check_nonneg(dampening, "dampening")
+        m = check_unit(momentum, "momentum", closed=True)
+        d = check_unit(dampening, "dampening", closed=True)
         nest = check_bool(nesterov, "nesterov")
         if nest and (m <= 0 or d != 0):
             raise ValueError(
