@@ -26,9 +26,6 @@ if TYPE_CHECKING:  # the callbacks package imports this module
 
 __all__: list[str] = []
 
-FORMAT = 3
-"""The payload's format: 3 adds ``callbacks`` and ``rng`` to format 2."""
-
 _HISTORY = {f.name for f in fields(TrainHistory)} - {"losses", "activations", "stop_requested"}
 
 

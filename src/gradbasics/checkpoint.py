@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from gradbasics._ckptcheck import check_epoch, check_payload, plain
-from gradbasics._ckptio import CheckpointError, read, serialise, write_atomic
+from gradbasics._ckptio import FORMAT, CheckpointError, read, same_file, serialise, write_atomic
 from gradbasics._ckptload import Checkpoint, restore
-from gradbasics._ckptstate import FORMAT, callback_entries, rng_state
+from gradbasics._ckptstate import callback_entries, rng_state
 from gradbasics._validate import _describe, check_model
 from gradbasics._version import __version__
 from gradbasics.history import TrainHistory
@@ -180,15 +180,21 @@ def export_state_dict(checkpoint: PathLike, out: PathLike) -> None:
 
     The output is what ``torch.save(model.state_dict(), out)`` writes: anyone can read it
     with ``torch.load(out, weights_only=True)`` and ``model.load_state_dict(...)``, with no
-    gradbasics installed. The checkpoint is verified (checksum, safe load) first.
+    gradbasics installed. The checkpoint is verified (checksum, safe load) first. ``out``
+    is written as :func:`save_checkpoint` writes: atomically, fsynced, through a link.
 
     Args:
         checkpoint: A checkpoint written by :func:`save_checkpoint` or ``train_loop``.
-        out: The file to write (atomically; its folder must exist).
+        out: The file to write (atomically; its folder must exist); not the checkpoint.
 
     Raises:
-        CheckpointError: If the checkpoint is unsafe, truncated or corrupted.
+        CheckpointError: If the checkpoint is unsafe, truncated, corrupted, or of a newer
+            format.
         TypeError: If a path is not a str or ``os.PathLike``.
+        ValueError: If ``out`` is the checkpoint itself (or a link to it): nothing is
+            written.
+        OSError: If ``out`` cannot be written (the message names it, and its folder when
+            that is missing; a previous file at ``out`` stays intact).
 
     Example:
         >>> import tempfile, torch
@@ -200,14 +206,14 @@ def export_state_dict(checkpoint: PathLike, out: PathLike) -> None:
         tensor([1.5000])
     """
     source, target = check_path(checkpoint, name="checkpoint"), check_path(out, name="out")
+    if same_file(source, target):
+        raise ValueError(
+            f"out must be another file than checkpoint, got {target}, which is the checkpoint "
+            f"{source}: exporting would replace it with bare weights."
+        )
     data = read(source)
     check_payload(data, source)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.export.tmp")
-    try:
-        torch.save(data["model"], tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(serialise(data["model"]), target, sealed=False, what="weights file")
 
 
 def load_checkpoint(
