@@ -12,6 +12,7 @@ and the torch optimizer side by side and compares parameters and states with
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from gradbasics import rules
 
-TORCH: dict[str, type[torch.optim.Optimizer]] = {
+TORCH: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "SGD": torch.optim.SGD,
     "Adagrad": torch.optim.Adagrad,
     "RMSprop": torch.optim.RMSprop,

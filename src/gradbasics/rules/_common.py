@@ -153,7 +153,7 @@ def check_nonneg(value: object, name: str) -> float:
 
 def check_positive(value: object, name: str) -> float:
     """A hyperparameter > 0 (an ``eps`` that guards a division)."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and not value > 0:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and not float(value) > 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
     return check_lr(value, name=name)
 

@@ -167,9 +167,12 @@ def _sparse_update(p: Tensor, grad: Tensor, total: Tensor, minus_clr: float, eps
     """Torch's step for a sparse gradient: only the rows it holds change."""
     grad = grad.coalesce()  # the update is not linear: one value per index
     indices, values = grad._indices(), grad._values()
-    total.add_(torch.sparse_coo_tensor(indices, values.pow(2), grad.size()))
+    total.add_(torch.sparse_coo_tensor(indices, values.pow(2), grad.size(), check_invariants=False))
     std = total.sparse_mask(grad)._values().sqrt_().add_(eps)
-    p.add_(torch.sparse_coo_tensor(indices, values / std, grad.size()), alpha=minus_clr)
+    p.add_(
+        torch.sparse_coo_tensor(indices, values / std, grad.size(), check_invariants=False),
+        alpha=minus_clr,
+    )
 
 
 def _adagrad_batched(
