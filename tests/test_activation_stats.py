@@ -160,7 +160,7 @@ def test_a_layer_forced_dead_has_dead_fraction_one_and_warns_once() -> None:
     dead_warnings = [w for w in caught if issubclass(w.category, DeadUnitsWarning)]
     assert len(dead_warnings) == 1
     text = str(dead_warnings[0].message)
-    assert "16 of the 16 unit(s) of layer '2: ReLU'" in text and "epochs 1 to 3" in text
+    assert "16 of the 16 unit(s) of layer '2: ReLU'" in text and "epochs 4 to 6" in text
     assert dead_warnings[0].filename == __file__  # it points at the call of train_loop
     assert torch.equal(history.activation_stats["2"].dead, torch.ones(6, 16, dtype=torch.float64))
     assert torch.equal(history.activation_stats["0"].dead, torch.zeros(6, 16, dtype=torch.float64))
@@ -169,7 +169,7 @@ def test_a_layer_forced_dead_has_dead_fraction_one_and_warns_once() -> None:
 
 def test_the_notes_chain_at_lr_1e_3_loses_its_relu_and_says_so() -> None:
     model = ChainModel()
-    with pytest.warns(DeadUnitsWarning, match=r"layer 'hidden2' .* died"):
+    with pytest.warns(DeadUnitsWarning, match=r"layer 'hidden2' .* dead at the end of training"):
         history = train_loop(model, torch.tensor([2.0]), torch.tensor([1.0]), epochs=100,
                              lr=1e-3, record=["hidden2"])  # fmt: skip
     assert history.losses[-1] == 1.0
@@ -229,7 +229,8 @@ def test_a_loader_with_or_without_a_probe() -> None:
     plain = train_loop(_mlp(), loader, epochs=2, lr=0.02, record=["2"])
     assert plain.activations["2"].shape == (2, 16, 16)
     assert plain.activation_stats["2"].mean.shape == (2, 16)
-    with pytest.raises(ValueError, match="probe must fit the model's input"):
+    # checked against the loader's first batch, before the model is tried
+    with pytest.raises(ValueError, match="probe must have the inputs' row shape"):
         train_loop(_mlp(), loader, epochs=2, lr=0.02, record=True, probe=torch.ones(5, 4))
 
 

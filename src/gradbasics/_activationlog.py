@@ -27,6 +27,9 @@ STATS_LIMIT_BYTES = 4 << 30
 DEAD_AFTER = 3
 """Epochs in a row a unit must be dead (0 for every row) to count in ``dead_units``."""
 
+FLUSH_EVERY = 32
+"""Epochs kept on a device before their statistics go to the host buffers at once."""
+
 
 def user_stacklevel() -> int:
     """The ``stacklevel`` that makes a warning point at the first frame outside gradbasics.
@@ -114,25 +117,28 @@ class ActivationLog:
     def __init__(self, epochs: int, keep_rows: bool | None) -> None:
         self.epochs, self.keep_rows = epochs, keep_rows
         self.rows: dict[str, Tensor] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}  # each name's activation, to stack
         self.stats: dict[str, Tensor] = {}  # (3, epochs, units): mean, std, dead
         self.pending: list[tuple[int, _Group, Tensor | None, Tensor]] = []
-        self.warned: set[str] = set()
+        self.warned: dict[str, set[int]] = {}  # the dead units each layer was warned of
 
     def restore(self, history: TrainHistory, start: int) -> None:
         """Take the first ``start`` epochs of a resumed history."""
         for name, saved in history.activations.items():
             if self.keep_rows is not False:
+                self.shapes[name] = tuple(saved.shape[1:])
                 self._row(name, tuple(saved.shape[1:]), saved.dtype)[:start] = saved[:start]
         for name, s in history.activation_stats.items():
             self._stat(name, s.mean.shape[1])[:, :start] = torch.stack(tuple(s))[:, :start]
-        self.warned.update(n for n, units in history.dead_units.items() if units)
+        self.warned.update((n, set(units)) for n, units in history.dead_units.items())
 
-    def keep(self, acts: dict[str, Tensor], epoch: int) -> bool:
-        """Keep epoch ``epoch``'s statistics (and rows); return whether a unit is all 0."""
+    def keep(self, acts: dict[str, Tensor], epoch: int) -> None:
+        """Keep epoch ``epoch``'s statistics (and rows, while each keeps its shape)."""
         if self.keep_rows is None:  # a DataLoader: the size is known at the first batch
             per_epoch = sum(a.numel() * a.element_size() for a in acts.values())
             self.keep_rows = _rows_fit(per_epoch, self.epochs)
-        some_dead = False
+        if self.keep_rows:
+            self._check_shapes(acts)
         for group in _groups(acts):
             parts = [acts[n].reshape(-1, w) for n, w in zip(group.names, group.widths, strict=True)]
             both = torch.cat(parts, 1) if len(parts) > 1 else parts[0]  # (rows, all units)
@@ -140,9 +146,32 @@ class ActivationLog:
             # a copy: a later in-place op (or a graph replay) may overwrite the activation
             rows = (both if len(parts) > 1 else both.clone()) if self.keep_rows else None
             self.pending.append((epoch, group, rows, stacked))
-            with sanctioned_sync():  # one small read; a dead unit is rare
-                some_dead = some_dead or 1.0 in stacked[2].tolist()
-        return some_dead
+        # On the CPU the buffers take each epoch at once; on a device, every few epochs
+        # (one copy to the host for all): what is pending stays bounded either way.
+        if len(self.pending) >= (FLUSH_EVERY if self.pending[-1][3].is_cuda else 1):
+            self._flush()
+
+    def _check_shapes(self, acts: dict[str, Tensor]) -> None:
+        """Drop whole rows, with one warning, when an activation's shape changes.
+
+        A loader's last batch may hold other rows each epoch: its rows cannot be stacked.
+        """
+        for name, act in acts.items():
+            shape = self.shapes.setdefault(name, tuple(act.shape))
+            if shape != tuple(act.shape):
+                warnings.warn(
+                    f"record: the activation rows vary between epochs ({name!r}: shape "
+                    f"{shape}, then {tuple(act.shape)}; a loader's last batch may vary), so "
+                    "they cannot be stacked: history.activations stays empty and "
+                    "history.activation_stats holds the per-unit statistics. Pass probe= "
+                    "(a fixed batch) for whole rows.",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
+                self.keep_rows = False
+                self.rows.clear()
+                self.pending = [(e, g, None, s) for e, g, _, s in self.pending]
+                return
 
     def fill(self, history: TrainHistory, epochs: int, labels: dict[str, str]) -> None:
         """Write the first ``epochs`` epochs into ``history`` (views of the buffers)."""
@@ -155,21 +184,28 @@ class ActivationLog:
         }
 
     def warn_dead(self, epochs: int, labels: dict[str, str]) -> None:
-        """Warn, once per layer, of units dead in each of the last epochs (up to ``epochs``)."""
+        """At the end of a run of ``epochs`` epochs, warn of each layer's dead units.
+
+        A unit is dead when it output 0 for every row in each of the last
+        :data:`DEAD_AFTER` epochs: one that revived before the end is not. Each layer is
+        warned once, naming all its dead units, unless they were all warned of before (a
+        resumed run).
+        """
         self._flush()
         for name, buf in self.stats.items():
-            units = [] if name in self.warned else dead_units(buf[2, :epochs], epochs=DEAD_AFTER)
-            if not units:
+            units = dead_units(buf[2, :epochs], epochs=DEAD_AFTER)
+            if not units or set(units) <= self.warned.get(name, set()):
                 continue
-            self.warned.add(name)
+            self.warned[name] = set(units)
             label = labels.get(name, name)
             layer = repr(label) if label.startswith(name) else f"{name!r} ({label})"
             warnings.warn(
-                f"{len(units)} of the {buf.shape[2]} unit(s) of layer {layer} died: they "
-                f"output 0 for every row in epochs {epochs - DEAD_AFTER + 1} to {epochs}, so "
-                f"they pass no gradient back (units {units[:10]}"
-                f"{' ...' if len(units) > 10 else ''}). A smaller learning rate, another "
-                "initialisation or a leaky activation can keep them alive.",
+                f"{len(units)} of the {buf.shape[2]} unit(s) of layer {layer} are dead at the "
+                f"end of training: they output 0 for every row in epochs "
+                f"{epochs - DEAD_AFTER + 1} to {epochs}, the last {DEAD_AFTER}, so they pass "
+                f"no gradient back (units {units[:20]}{' ...' if len(units) > 20 else ''}). A "
+                "smaller learning rate, another initialisation or a leaky activation can keep "
+                "them alive.",
                 DeadUnitsWarning,
                 stacklevel=user_stacklevel(),
             )
@@ -229,54 +265,3 @@ def _groups(acts: dict[str, Tensor]) -> list[_Group]:
         _Group(*(tuple(column) for column in zip(*members, strict=True)))
         for members in found.values()
     ]
-
-
-class Recording:
-    """train_loop's recording: the recorder, the probe (or None) and the log it fills.
-
-    The history's views are refreshed by :meth:`publish` only when someone can look: a
-    callback, a checkpoint, the end of the run; each epoch only keeps its numbers.
-    """
-
-    def __init__(self, recorder: ActivationRecorder, probe: Tensor | None, log: ActivationLog):
-        self.recorder, self.probe, self.log = recorder, probe, log
-        self.done = 0
-
-    @classmethod
-    def start(
-        cls, recorder: ActivationRecorder, probe: Tensor | None, last: Tensor | None, epochs: int
-    ) -> Recording:
-        """Plan the log from one measuring pass of ``probe`` (else of ``last``, the last batch).
-
-        With a loader (``last`` None and no probe) the rows are measured when they come.
-        """
-        keep_rows = None
-        if probe is not None:
-            keep_rows = plan_rows(recorder, probe, epochs, what="probe")
-        elif last is not None:
-            keep_rows = plan_rows(recorder, last, epochs, what="inputs")
-        return cls(recorder, probe, ActivationLog(epochs, keep_rows))
-
-    @property
-    def in_steps(self) -> ActivationRecorder | None:
-        """The recorder the training steps use: none when a probe is recorded instead."""
-        return self.recorder if self.probe is None else None
-
-    def restore(self, history: TrainHistory, start: int) -> None:
-        """Start from the first ``start`` epochs of a resumed history."""
-        self.log.restore(history, start)
-        self.done = start
-
-    def after(self, epoch: int) -> None:
-        """Keep epoch ``epoch``: a pass of the probe first when there is one."""
-        if self.probe is not None:
-            probe_pass(self.recorder, self.probe)
-        some_dead = self.log.keep(self.recorder.activations, epoch)
-        self.done = epoch + 1
-        if some_dead:  # rare: most epochs have no unit at 0 for every row
-            self.log.warn_dead(self.done, self.recorder.labels)
-
-    def publish(self, history: TrainHistory) -> None:
-        """Bring the history's activations, statistics and dead units up to date."""
-        if self.done or history.activation_stats:
-            self.log.fill(history, self.done, self.recorder.labels)

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from gradbasics._device import sanctioned_sync
+from gradbasics._preflight import check_schedule_length, length
 from gradbasics._validate import _describe, check_batch_size, check_data, check_int, check_lr
 from gradbasics.callbacks import (
     ActivationRecording,
@@ -122,12 +123,16 @@ def check_val(
 
 
 def check_metric_use(metrics: dict[str, Any], has_val: bool, train: object) -> dict[str, Any]:
-    """Metrics need rows to run on: ``val=``, or the training batches."""
+    """Metrics need rows to run on: ``val=``, or the training batches.
+
+    Returns the metrics to try on the training rows before training: the training
+    metrics when no validation tries them first.
+    """
     if metrics and not has_val and not train:
         raise ValueError("metrics are computed on the validation rows: pass val=(inputs, targets).")
     if not isinstance(train, bool) or (train and not metrics):
         raise ValueError(f"train_metrics=True needs metrics=, got train_metrics={train!r}.")
-    return metrics
+    return metrics if train and not has_val else {}
 
 
 def check_record(
@@ -176,7 +181,7 @@ def check_record(
 def loader_data(loader: object) -> tuple[int | None, tuple[Tensor, Tensor] | None, int | None]:
     """A loader's rows, its data (a ``TensorDataset`` of two tensors) and batch size."""
     dataset = getattr(loader, "dataset", None)
-    rows = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
+    rows = None if dataset is None else length(dataset)  # an IterableDataset may have none
     tensors = getattr(dataset, "tensors", None)
     data = None
     if isinstance(dataset, TensorDataset) and isinstance(tensors, tuple) and len(tensors) == 2:
@@ -223,6 +228,11 @@ def build_callbacks(
         raise ValueError(
             f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}."
         )
+    elif scheduler_interval == "batch":
+        raise ValueError(
+            "scheduler_interval='batch' needs a scheduler (a torch scheduler stepped after "
+            "every update), got scheduler=None."
+        )
     if clip_grad_norm is not None:
         built.append(GradientClip(clip_grad_norm))  # type: ignore[arg-type]
     names, probe = record
@@ -241,12 +251,20 @@ def build_callbacks(
 
 
 def refuse_combinations(
-    ddp: bool, graph: bool, loader: object, opt: torch.optim.Optimizer | None,
-    schedule: Callback | None,
+    ddp: bool, graph: object, loader: object, opt: torch.optim.Optimizer | None,
+    callbacks: Sequence[Callback], epochs: int, updates: int | None,
 ) -> None:  # fmt: skip
-    """Refuse, with the reason, options that cannot run together (engines aside)."""
+    """Refuse, with the reason, options that cannot run together (engines aside).
+
+    ``updates`` is the number of updates per epoch (None when unknown): a ``OneCycleLR``
+    must last the run's.
+    """
+    if not isinstance(graph, bool):
+        raise TypeError(f"graph must be a bool, got {_describe(graph)}.")
     if loader is not None and (ddp or graph):
         what = "distributed (DDP) runs" if ddp else "graph=True"
         raise ValueError(f"{what} need tensors, not a DataLoader: pass inputs and targets.")
-    if isinstance(schedule, Schedule):
-        schedule.check_optimizer(opt)
+    for schedule in callbacks:
+        if isinstance(schedule, Schedule):
+            schedule.check_optimizer(opt)
+            check_schedule_length(schedule, epochs, updates)

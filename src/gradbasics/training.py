@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gradbasics import _preflight as preflight
 from gradbasics import _trainargs as args
 from gradbasics._ckptcheck import run_settings
 from gradbasics._device import sanctioned_sync, to_device
 from gradbasics._distributed import Ranks, ddp_ranks, unwrap
 from gradbasics._interrupts import DeferredInterrupt
 from gradbasics._validate import (
-    _describe,
     check_generator,
     check_int,
     check_model,
@@ -33,7 +33,7 @@ from gradbasics._validate import (
     restore_modes,
     trainable_params,
 )
-from gradbasics.callbacks import Callback, EarlyStopping, Loop, Schedule
+from gradbasics.callbacks import Callback, EarlyStopping, Loop
 from gradbasics.callbacks._chain import Hooks, check_callbacks, named, ordered, refuse_unserved
 from gradbasics.data import LossFn, check_loss_fn
 from gradbasics.engines import (
@@ -281,15 +281,14 @@ def train_loop(
     device, dtype = model_device_dtype(model)
     x, y, size, loader = args.check_source(inputs, targets, batch_size, dtype, loss_fn is None)
     n, size = x.shape[0], size or x.shape[0]
-    val_data = args.check_val(val, dtype, loss_fn is None, x)
+    seen = preflight.sample(x, y, loader, dtype, loss_fn is None)  # a loader's first batch
+    val_data = args.check_val(val, dtype, loss_fn is None, seen[0])
     named_metrics = check_metrics(metrics)
-    args.check_metric_use(named_metrics, val_data is not None, train_metrics)
+    tried = args.check_metric_use(named_metrics, val_data is not None, train_metrics)
     gen = check_generator(generator)
     acc = check_int(accumulate, name="accumulate", minimum=1)
-    if not isinstance(graph, bool):
-        raise TypeError(f"graph must be a bool, got {_describe(graph)}.")
     ranks, core = ddp_ranks(model), unwrap(model)  # ranks: None unless DDP is up
-    recorded = args.check_record(record, probe, core, device, dtype, x)
+    recorded = args.check_record(record, probe, core, device, dtype, seen[0])
     built = args.build_callbacks(
         val=val_data, metrics=named_metrics, train_metrics=train_metrics, batch_size=size,
         early_stopping=early_stopping, scheduler=scheduler, scheduler_interval=scheduler_interval,
@@ -297,8 +296,9 @@ def train_loop(
         checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
     )  # fmt: skip
     cbs = ordered([*check_callbacks(callbacks), *built])
-    args.refuse_combinations(ranks is not None, graph, loader, opt,
-                             next((c for c in cbs if isinstance(c, Schedule)), None))  # fmt: skip
+    args.refuse_combinations(ranks is not None, graph, loader, opt, cbs, n_epochs,
+                             preflight.updates_per_epoch(n, size, loader, acc))  # fmt: skip
+    preflight.probe(core, fn, seen, device, tried)
     rows, data, per_batch = (n, (x, y), size) if loader is None else args.loader_data(loader)
     settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows,
                             batch_size=per_batch, loss_fn=fn, data=data)  # fmt: skip

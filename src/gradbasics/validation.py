@@ -44,6 +44,64 @@ def check_metrics(metrics: object) -> dict[str, Metric]:
     return dict(metrics)
 
 
+def check_metric_value(name: str, value: object) -> Tensor:
+    """A metric's result: a 0-d floating-point tensor (the batch's mean), else a TypeError."""
+    if not isinstance(value, Tensor) or value.dim() != 0 or not value.is_floating_point():
+        hint = ""
+        if isinstance(value, Tensor) and value.dim() == 0:
+            hint = "; convert it with .float()"
+        elif isinstance(value, float | int):
+            hint = "; return a tensor (torch.tensor(value)), not a Python number"
+        raise TypeError(
+            f"metrics[{name!r}] must return a 0-d floating-point tensor (the batch's mean), "
+            f"got {_describe(value)}{hint}."
+        )
+    return value
+
+
+def check_row_mean(loss_fn: object) -> None:
+    """Refuse a class-weighted loss: its mean divides by the batch's weights, not its rows."""
+    if isinstance(loss_fn, nn.CrossEntropyLoss | nn.NLLLoss) and loss_fn.weight is not None:
+        fn = "cross_entropy" if isinstance(loss_fn, nn.CrossEntropyLoss) else "nll_loss"
+        raise ValueError(
+            f"loss_fn {type(loss_fn).__name__}(weight=...) divides each batch's weighted sum "
+            "by the batch's total weight, not by its rows: the epoch loss (batch means "
+            "weighted by rows) and evaluate would then depend on the batch size. Pass "
+            f"loss_fn=lambda out, t: nn.functional.{fn}(out, t, weight=w, reduction='sum') "
+            "/ len(t) (a mean over rows) instead."
+        )
+
+
+def check_class_targets(loss_fn: object, targets: Tensor, *, name: str) -> None:
+    """Class indices for ``CrossEntropyLoss``/``NLLLoss``: int64, none of ``ignore_index``.
+
+    A row of class ``ignore_index`` is left out of its batch's mean, so batch means
+    weighted by rows would depend on the batch size: such rows are refused.
+    """
+    if not isinstance(loss_fn, nn.CrossEntropyLoss | nn.NLLLoss):
+        return
+    loss = type(loss_fn).__name__
+    if targets.is_floating_point() and isinstance(loss_fn, nn.CrossEntropyLoss):
+        return  # class probabilities: no index to leave out
+    if targets.dtype not in (torch.int64, torch.uint8):
+        raise TypeError(
+            f"{name} must be int64 class indices (torch.long) for {loss}, got "
+            f"{_describe(targets)}; convert them with .long()."
+        )
+    ignore = loss_fn.ignore_index
+    with sanctioned_sync():
+        left_out = int((targets == ignore).sum())
+    if left_out:
+        fn = "cross_entropy" if isinstance(loss_fn, nn.CrossEntropyLoss) else "nll_loss"
+        raise ValueError(
+            f"{name} hold {left_out} row(s) of class {ignore}, which {loss}(ignore_index="
+            f"{ignore}) leaves out of each batch's mean: the epoch loss (batch means weighted "
+            "by all rows) and evaluate would then depend on the batch size. Drop those rows, "
+            f"or pass loss_fn=lambda out, t: nn.functional.{fn}(out, t, ignore_index={ignore}, "
+            "reduction='sum') / len(t) (a mean over all rows)."
+        )
+
+
 def evaluate(
     model: nn.Module,
     inputs: Tensor | Iterable[Any],
@@ -95,16 +153,18 @@ def evaluate(
     """
     device, dtype = model_device_dtype(model)
     fn = check_loss_fn(loss_fn)
+    check_row_mean(fn)
     named = check_metrics(metrics)
     if not isinstance(inputs, Tensor) and isinstance(inputs, Iterable) and targets is None:
         if batch_size is not None:
             raise ValueError(
                 f"batch_size must be None with a DataLoader (it has its own), got {batch_size!r}."
             )
-        batches: Iterable[tuple[Tensor, Tensor]] = loader_batches(inputs, device)
+        batches: Iterable[tuple[Tensor, Tensor]] = loader_batches(inputs, device, fn)
     else:
         with sanctioned_sync():
             x, y = check_data(inputs, targets, model_dtype=dtype, float_targets=loss_fn is None)
+        check_class_targets(fn, y, name="targets")
         n = x.shape[0]
         size = n if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
         if x.device != device:
@@ -116,10 +176,14 @@ def evaluate(
     return dict(zip(["loss", *named], values, strict=True))
 
 
-def loader_batches(loader: Iterable[Any], device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
-    """A loader's ``(inputs, targets)`` batches, checked and on ``device``."""
+def loader_batches(
+    loader: Iterable[Any], device: torch.device, loss_fn: object = None
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """A loader's ``(inputs, targets)`` batches, checked (class targets for ``loss_fn``)."""
     for batch in loader:
-        yield loader_batch(batch, device)
+        xb, yb = loader_batch(batch, device)
+        check_class_targets(loss_fn, yb, name="each batch's targets")
+        yield xb, yb
 
 
 def validate_sums(
@@ -142,13 +206,7 @@ def validate_sums(
                 out = model(xb)
                 row = [check_loss_value(loss_fn(out, yb))]
                 for name, metric in metrics.items():
-                    value = metric(out, yb)
-                    if not isinstance(value, Tensor) or value.dim() != 0:
-                        raise TypeError(
-                            f"metrics[{name!r}] must return a 0-d tensor (the batch's mean), "
-                            f"got {_describe(value)}."
-                        )
-                    row.append(value)
+                    row.append(check_metric_value(name, metric(out, yb)))
                 batch = torch.stack([v.to(torch.float64) for v in row]) * xb.shape[0]
                 totals = batch if totals is None else totals + batch
                 rows += xb.shape[0]

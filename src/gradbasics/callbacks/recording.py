@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradbasics._activationlog import Recording
+from gradbasics._activationlog import ActivationLog, plan_rows, probe_pass
 from gradbasics._device import sanctioned_sync, to_device
 from gradbasics.callbacks.base import Callback
 from gradbasics.history import TrainHistory
@@ -21,8 +21,9 @@ __all__ = ["ActivationRecording"]
 class ActivationRecording(Callback):
     """Record the activations of the named submodules after every epoch.
 
-    The per-unit statistics go to ``history.activation_stats``, units dead for 3 epochs in
-    a row to ``history.dead_units`` (with a :class:`~gradbasics.DeadUnitsWarning`), and
+    The per-unit statistics go to ``history.activation_stats``, units dead in the last 3
+    epochs to ``history.dead_units`` (with a :class:`~gradbasics.DeadUnitsWarning` at the
+    end of the run), and
     whole rows to ``history.activations`` while they fit in 64 MiB. Without ``probe`` the
     rows are those of each epoch's last training batch, before its update; with it, a pass
     of the probe after the epoch's updates, in eval mode under ``torch.no_grad()``.
@@ -87,3 +88,61 @@ class ActivationRecording(Callback):
         """Keep the epoch's statistics (a probe pass first, with a probe)."""
         if self._rec is not None:
             self._rec.after(epoch)
+
+    def on_train_end(self, history: TrainHistory) -> None:
+        """Warn of the units dead at the end (not after an error: it would hide it)."""
+        if self._rec is not None and self.loop.failed is None:
+            self._rec.finish()
+
+
+class Recording:
+    """train_loop's recording: the recorder, the probe (or None) and the log it fills.
+
+    The history's views are refreshed by :meth:`publish` only when someone can look: a
+    callback, a checkpoint, the end of the run; each epoch only keeps its numbers.
+    """
+
+    def __init__(self, recorder: ActivationRecorder, probe: Tensor | None, log: ActivationLog):
+        self.recorder, self.probe, self.log = recorder, probe, log
+        self.done = 0
+
+    @classmethod
+    def start(
+        cls, recorder: ActivationRecorder, probe: Tensor | None, last: Tensor | None, epochs: int
+    ) -> Recording:
+        """Plan the log from one measuring pass of ``probe`` (else of ``last``, the last batch).
+
+        With a loader (``last`` None and no probe) the rows are measured when they come.
+        """
+        keep_rows = None
+        if probe is not None:
+            keep_rows = plan_rows(recorder, probe, epochs, what="probe")
+        elif last is not None:
+            keep_rows = plan_rows(recorder, last, epochs, what="inputs")
+        return cls(recorder, probe, ActivationLog(epochs, keep_rows))
+
+    @property
+    def in_steps(self) -> ActivationRecorder | None:
+        """The recorder the training steps use: none when a probe is recorded instead."""
+        return self.recorder if self.probe is None else None
+
+    def restore(self, history: TrainHistory, start: int) -> None:
+        """Start from the first ``start`` epochs of a resumed history."""
+        self.log.restore(history, start)
+        self.done = start
+
+    def after(self, epoch: int) -> None:
+        """Keep epoch ``epoch``: a pass of the probe first when there is one."""
+        if self.probe is not None:
+            probe_pass(self.recorder, self.probe)
+        self.log.keep(self.recorder.activations, epoch)
+        self.done = epoch + 1
+
+    def finish(self) -> None:
+        """At the end of the run: warn of the units dead in its last epochs."""
+        self.log.warn_dead(self.done, self.recorder.labels)
+
+    def publish(self, history: TrainHistory) -> None:
+        """Bring the history's activations, statistics and dead units up to date."""
+        if self.done or history.activation_stats:
+            self.log.fill(history, self.done, self.recorder.labels)

@@ -11,7 +11,7 @@ from torch import Tensor
 from gradbasics._device import sanctioned_sync
 from gradbasics.callbacks.base import Callback, Step
 from gradbasics.history import TrainHistory
-from gradbasics.validation import Metric, check_metrics
+from gradbasics.validation import Metric, check_metric_value, check_metrics
 
 __all__ = ["TrainMetrics"]
 
@@ -32,7 +32,9 @@ class TrainMetrics(Callback):
         metrics: Named ``metric(outputs, targets) -> 0-d tensor`` (batch means).
 
     Raises:
-        TypeError: On metrics that are not a dict of callables.
+        TypeError: On metrics that are not a dict of callables; during the run, on a
+            metric that does not return a 0-d floating-point tensor (train_loop checks
+            them on a few rows before training).
     """
 
     order = 10
@@ -58,7 +60,8 @@ class TrainMetrics(Callback):
         target = step.targets
         with torch.no_grad():
             out = step.outputs.detach()
-            row = torch.stack([m(out, target).to(torch.float64) for m in self.metrics.values()])
+            row = torch.stack([check_metric_value(name, m(out, target)).to(torch.float64)
+                               for name, m in self.metrics.items()])  # fmt: skip
             row = row * target.shape[0]  # (metrics,)
         self._sums = row if self._sums is None else self._sums + row
         self._rows += target.shape[0]

@@ -11,9 +11,18 @@ from torch.utils.data import TensorDataset
 
 from gradbasics._ckptcheck import fingerprint
 from gradbasics._device import sanctioned_sync, to_device
-from gradbasics.callbacks.base import Callback
+from gradbasics._preflight import peek
+from gradbasics._validate import check_data, model_device_dtype
+from gradbasics.callbacks.base import Callback, Loop
+from gradbasics.data import loader_batch, mse_loss
 from gradbasics.history import TrainHistory
-from gradbasics.validation import Metric, check_metrics, loader_batches, validate_sums
+from gradbasics.validation import (
+    Metric,
+    check_class_targets,
+    check_metrics,
+    loader_batches,
+    validate_sums,
+)
 
 __all__ = ["Validation"]
 
@@ -80,13 +89,9 @@ class Validation(Callback):
     def _batches(self, *, sample: bool = False) -> Iterable[tuple[Tensor, Tensor]]:
         """The validation batches; with ``sample``, one small batch to check on."""
         if self.loader is not None:
-            batches = loader_batches(self.loader, self.loop.device)
             if not sample:
-                return batches
-            first = next(iter(batches), None)
-            if first is None:
-                raise ValueError("val must hold at least one batch, got an empty loader.")
-            return [first]
+                return loader_batches(self.loader, self.loop.device)
+            return [_first_batch(self.loader, self.loop)]
         size = min(self.batch_size, 8) if sample else self.batch_size
         x, y = (self.inputs[:size], self.targets[:size]) if sample else (self.inputs, self.targets)
         return zip(x.split(size), y.split(size), strict=True)
@@ -97,7 +102,9 @@ class Validation(Callback):
             with sanctioned_sync():
                 self.inputs = to_device(self.inputs, self.loop.device)
                 self.targets = to_device(self.targets, self.loop.device)
-        batches = self._batches(sample=True)
+        batches = list(self._batches(sample=True))
+        targets = self.targets if self.loader is None else batches[0][1]
+        check_class_targets(self.loop.loss_fn, targets, name="val targets")
         validate_sums(self.loop.model, batches, self.loop.loss_fn, self.metrics)
 
     def on_epoch_end(self, epoch: int, history: TrainHistory) -> None:
@@ -109,6 +116,24 @@ class Validation(Callback):
         history.val_losses.append(values[0])
         for name, value in zip(self.metrics, values[1:], strict=True):
             history.metrics.setdefault(name, []).append(value)
+
+
+def _first_batch(loader: Iterable[Any], loop: Loop) -> tuple[Tensor, Tensor]:
+    """A val loader's first batch, checked as tensors are, on the model's device.
+
+    It is drawn with every random state put back (see :func:`~gradbasics._preflight.peek`).
+    """
+    first = peek(loader)
+    if first is None:
+        raise ValueError("val must hold at least one batch, got an empty loader.")
+    try:
+        xb, yb = loader_batch(first, loop.device)
+        with sanctioned_sync():
+            check_data(xb, yb, model_dtype=model_device_dtype(loop.model)[1],
+                       float_targets=loop.loss_fn is mse_loss)  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"val's first batch: {exc}") from None
+    return xb, yb
 
 
 def _tensors(loader: object) -> tuple[Tensor, Tensor] | None:
