@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from gradbasics.history import DivergenceError, EpochFn, TrainHistory, TrainingInterrupted
     from gradbasics.inference import predict
     from gradbasics.models import ChainModel, FrozenFirstModel
-    from gradbasics.plotting import plot_activations, plot_losses, plot_metrics
+    from gradbasics.plotting import plot_activations, plot_losses, plot_lr_find, plot_metrics
+    from gradbasics.rangetest import LRFindResult, lr_find
     from gradbasics.recording import ActivationRecorder
     from gradbasics.schedules import LRSchedule
     from gradbasics.steps import legacy_data_step, manual_sgd_step
@@ -45,6 +46,7 @@ _WHERE = {
     "EpochFn": "gradbasics.history",
     "EarlyStopping": "gradbasics.callbacks",
     "FrozenFirstModel": "gradbasics.models",
+    "LRFindResult": "gradbasics.rangetest",
     "LRSchedule": "gradbasics.schedules",
     "LossFn": "gradbasics.data",
     "Metric": "gradbasics.validation",
@@ -59,10 +61,12 @@ _WHERE = {
     "export_state_dict": "gradbasics.checkpoint",
     "legacy_data_step": "gradbasics.steps",
     "load_checkpoint": "gradbasics.checkpoint",
+    "lr_find": "gradbasics.rangetest",
     "manual_sgd_step": "gradbasics.steps",
     "mse_loss": "gradbasics.data",
     "plot_activations": "gradbasics.plotting",
     "plot_losses": "gradbasics.plotting",
+    "plot_lr_find": "gradbasics.plotting",
     "plot_metrics": "gradbasics.plotting",
     "predict": "gradbasics.inference",
     "rules": "gradbasics.rules",
@@ -82,6 +86,7 @@ __all__ = [
     "EarlyStopping",
     "EpochFn",
     "FrozenFirstModel",
+    "LRFindResult",
     "LRSchedule",
     "LossFn",
     "Metric",
@@ -97,10 +102,12 @@ __all__ = [
     "export_state_dict",
     "legacy_data_step",
     "load_checkpoint",
+    "lr_find",
     "manual_sgd_step",
     "mse_loss",
     "plot_activations",
     "plot_losses",
+    "plot_lr_find",
     "plot_metrics",
     "predict",
     "rules",

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from gradbasics._validate import _describe
 from gradbasics.history import TrainHistory
+from gradbasics.rangetest import LRFindResult
 from gradbasics.unitstats import UnitStats, unit_stats
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_activations", "plot_losses", "plot_metrics"]
+__all__ = ["plot_activations", "plot_losses", "plot_lr_find", "plot_metrics"]
 
 
 def _new_figure(what: str, rows: int = 1) -> tuple[Figure, list[Any], Any]:
@@ -267,4 +268,51 @@ def plot_metrics(
         ax.legend()
     axes[-1].set_xlabel("Epoch")
     fig.suptitle(title or "Per epoch: training and validation")
+    return fig
+
+
+def plot_lr_find(result: LRFindResult, *, title: str | None = None) -> Figure:
+    r"""Draw a range test: loss against learning rate, on a log axis, the suggestion marked.
+
+    The raw losses :math:`L_i` are drawn faintly, the smoothed :math:`s_i` as a line,
+    and the suggested rate :math:`\eta^\star` (see :func:`~gradbasics.rangetest`) as a
+    dotted vertical line with a point on the smoothed curve.
+
+    Args:
+        result: What :func:`~gradbasics.rangetest` returned.
+        title: The chart's title.
+
+    Returns:
+        A matplotlib ``Figure``, its lines labelled ``"loss"``, ``"smoothed"`` and
+        ``"suggestion"`` (when there is one).
+
+    Raises:
+        TypeError: If ``result`` is not an :class:`~gradbasics.LRFindResult`.
+        ImportError: If matplotlib is not installed.
+
+    Example:
+        >>> from gradbasics import LRFindResult, plot_lr_find
+        >>> result = LRFindResult(lrs=[0.01, 0.1, 1.0], losses=[3.0, 1.0, 5.0],
+        ...                       smoothed=[3.0, 2.0, 3.0], suggestion=0.01)
+        >>> labels = [line.get_label() for line in plot_lr_find(result).axes[0].lines]
+        >>> [label for label in labels if not label.startswith("_")]  # "_": not in the legend
+        ['loss', 'smoothed', 'suggestion']
+    """
+    if not isinstance(result, LRFindResult):
+        raise TypeError(f"result must be an LRFindResult, got {_describe(result)}.")
+    fig, (ax,), _ = _new_figure("plot_lr_find")
+    ax.plot(result.lrs, result.losses, color="lightgrey", label="loss")
+    ax.plot(result.lrs, result.smoothed, label="smoothed")
+    if result.suggestion is not None:
+        at = result.lrs.index(result.suggestion)
+        ax.axvline(result.suggestion, color="grey", linestyle=":", label="suggestion")
+        ax.plot([result.suggestion], [result.smoothed[at]], "o", color="red")
+        ax.set_title(title or f"Learning-rate range test: suggestion {result.suggestion:.2g}")
+    else:
+        ax.set_title(title or "Learning-rate range test: no descent found")
+    ax.set_xscale("log")
+    ax.set_xlabel("Learning rate")
+    ax.set_ylabel("Batch loss")
+    ax.grid(True)
+    ax.legend()
     return fig
