@@ -173,14 +173,16 @@ def test_group_foreach_and_hyperparameters_equal_torch() -> None:
 
     def groups(ps: list[Tensor]) -> list[dict[str, Any]]:
         return [{"params": ps[:2], "foreach": True},
-                {"params": ps[2:], "lr": 0.2, "momentum": 0.5, "maximize": True}]  # fmt: skip
+                {"params": ps[2:], "lr": 0.2, "momentum": 0.7, "maximize": True}]  # fmt: skip
 
     opt = rules.as_optimizer(rules.SGD(momentum=0.9, foreach=False), groups(ours), lr=0.1)
     ref = torch.optim.SGD(groups(theirs), lr=0.1, momentum=0.9, foreach=False)
-    for k in range(5):
+    for k in range(6):
         for i, (p, q) in enumerate(zip(ours, theirs, strict=True)):
             grad = torch.randn(5, generator=g).bfloat16()
-            p.grad, q.grad = (None, None) if k == 0 and i == 1 else (grad, grad.clone())
+            p.grad, q.grad = (None, None) if k in (0, 3) and i in (1, 3) else (grad, grad.clone())
+        if k == 3:  # torch reads a group's foreach at every step
+            opt.param_groups[1]["foreach"] = ref.param_groups[1]["foreach"] = True
         opt.step()
         ref.step()
     _same(ours, theirs)
