@@ -198,8 +198,19 @@ def test_smoothed_losses_and_suggestion_follow_their_formulas() -> None:
     expected = weights @ losses / (1 - 0.98 ** (i + 1))
     np.testing.assert_allclose(result.smoothed, expected, rtol=1e-12)
     slopes = np.diff(expected) / np.diff(np.log(result.lrs))
-    assert result.suggestion == result.lrs[int(np.nanargmin(slopes))]
-    assert slopes.min() < 0
+    first = len(losses) // 10  # the first tenth is skipped
+    assert result.suggestion == result.lrs[first + int(np.nanargmin(slopes[first:]))]
+    assert slopes[first:].min() < 0
+
+
+def test_the_suggestion_skips_the_first_tenth_of_the_steps() -> None:
+    values = [2.0, 1.0] + [1.0] * 18  # the steepest fall is the first step's
+    x, y = _data()
+    result = lr_find(_net(), x, y, steps=20, loss_fn=_scripted(values))
+    s = np.array(result.smoothed)
+    slopes = np.diff(s) / np.diff(np.log(result.lrs))
+    assert int(np.argmin(slopes)) == 0
+    assert result.suggestion == result.lrs[2 + int(np.argmin(slopes[2:]))] == result.lrs[2]
 
 
 def test_no_suggestion_when_the_loss_never_falls() -> None:

@@ -15,6 +15,7 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
     (S + "rangetest.py", '                group["lr"] = rate\n', "                pass\n", T),
     (S + "rangetest.py", "out.append(average / (1 - beta ** (i + 1)))", "out.append(average)", T),
     (S + "rangetest.py", "slope < best", "slope > best", T),
+    (S + "rangetest.py", "range(len(lrs) // 10, len(lrs) - 1)", "range(len(lrs) - 1)", T),
     (S + "rangetest.py", "best, where = slope, i", "best, where = slope, i + 1", T),
     (
         S + "rangetest.py",

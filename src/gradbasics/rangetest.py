@@ -93,12 +93,14 @@ def lr_find(
 
     The suggestion is the rate where the smoothed loss falls fastest per unit of
     :math:`\ln \eta` (fastai's default, "steepest"), a rate that still trains well
-    below the one where the loss blows up:
+    below the one where the loss blows up. Like fastai, it skips the first tenth of the
+    :math:`n` steps taken, where the average has seen too few losses to be trusted:
 
     .. math::
 
         g_i = \frac{s_{i+1} - s_i}{\ln \eta_{i+1} - \ln \eta_i}, \qquad
-        \eta^\star = \eta_{i^\star}, \quad i^\star = \operatorname{argmin}_i g_i
+        \eta^\star = \eta_{i^\star}, \quad
+        i^\star = \operatorname*{argmin}_{\lfloor n/10 \rfloor \le i \le n-2} g_i
         \ (\text{over finite } g_i < 0)
 
     Afterwards the model (parameters, buffers, gradients, train/eval modes), the
@@ -228,7 +230,7 @@ def smooth(losses: Sequence[float], beta: float = BETA) -> list[float]:
 def steepest(lrs: Sequence[float], smoothed: Sequence[float]) -> float | None:
     r"""Return :math:`\eta_{i^\star}`, where ``smoothed`` falls fastest per :math:`\ln\eta`."""
     best, where = 0.0, None
-    for i in range(len(lrs) - 1):
+    for i in range(len(lrs) // 10, len(lrs) - 1):  # the first tenth: too few losses seen
         slope = (smoothed[i + 1] - smoothed[i]) / (math.log(lrs[i + 1]) - math.log(lrs[i]))
         if math.isfinite(slope) and slope < best:
             best, where = slope, i
