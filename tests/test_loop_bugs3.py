@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import ChainDataset, DataLoader, IterableDataset, TensorDataset
 
-from gradbasics import DeadUnitsWarning, TrainHistory, evaluate, train_loop
+from gradbasics import DeadUnitsWarning, EarlyStopping, TrainHistory, evaluate, train_loop
 from gradbasics.callbacks import Callback
 from helpers import assert_same_bits, params_of
 
@@ -354,7 +354,8 @@ def test_units_dead_for_a_while_that_revive_are_not_reported_dead() -> None:
 
 def test_the_warning_names_every_unit_dead_at_the_end() -> None:
     with pytest.warns(DeadUnitsWarning) as caught:
-        h = _gated({0: [0.0, 1.0, 1.0, 1.0], 4: [0.0, 0.0, 0.0, 1.0]}, epochs=8)
+        # unit 3 is 0 in the last epoch only: not dead
+        h = _gated({0: [0.0, 1.0, 1.0, 1.0], 4: [0.0, 0.0, 0.0, 1.0], 7: [0.0] * 4}, epochs=8)
     dead = [w for w in caught if issubclass(w.category, DeadUnitsWarning)]
     assert len(dead) == 1
     text = str(dead[0].message)
@@ -456,3 +457,95 @@ def test_the_loss_check_leaves_batch_norm_statistics_alone() -> None:
     with pytest.raises(ValueError, match="loss_fn must return a 0-d"):
         train_loop(model, x, y, epochs=2, lr=0.01, batch_size=4, loss_fn=_bad_loss)
     assert_same_bits(params_of(model), before)  # running mean, var and count included
+
+
+# what the mutants of tools/mutants_loop.py showed untested
+
+
+def test_val_class_targets_are_checked_before_training() -> None:
+    x, t = _classes()
+    with pytest.raises(TypeError, match=r"val targets must be int64 class indices"):
+        train_loop(nn.Linear(3, 3), x, t, epochs=1, lr=0.01, loss_fn=nn.CrossEntropyLoss(),
+                   val=(x, t.int()))  # fmt: skip
+    with pytest.raises(TypeError, match=r"val's first batch: inputs must be a floating"):
+        train_loop(_mlp(), *_data(), epochs=1, lr=0.01, val=[(x.long(), x[:, :1])])
+
+
+def _scripted(values: list[float], mode: str, min_delta: float) -> TrainHistory:
+    scores = iter([0.0, *values])  # the first call is validation's check on a few rows
+    x, y = _data()
+    return train_loop(
+        _mlp(), x, y, epochs=len(values), lr=0.01, val=(x, y),
+        metrics={"m": lambda o, t: torch.tensor(next(scores))},
+        callbacks=[EarlyStopping("m", patience=1, min_delta=min_delta, mode=mode)],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("mode", "values"), [("min", [1.0, 0.5, 0.0]), ("max", [1.0, 1.5, 2.0])])
+def test_early_stopping_needs_more_than_min_delta_in_either_mode(
+    mode: str, values: list[float]
+) -> None:
+    h = _scripted(values, mode, 0.5)  # exactly min_delta better: no improvement
+    assert h.stopped_epoch == 1 and h.best_epoch == 0
+    h = _scripted(values, mode, 0.25)  # more than min_delta better: improvements
+    assert h.stopped_epoch is None and h.best_epoch == 2
+
+
+def test_max_mode_keeps_the_highest_value() -> None:
+    h = _scripted([1.0, 3.0, 2.0, 2.5], "max", 0.0)
+    assert h.best_epoch == 1 and h.stopped_epoch == 2
+
+
+def test_a_failing_run_keeps_its_error_over_the_dead_units_warning() -> None:
+    def boom(epoch: int, history: TrainHistory) -> None:
+        if epoch == 3:
+            raise RuntimeError("boom")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeadUnitsWarning)
+        with pytest.raises(RuntimeError, match="boom"):
+            _gated_with({0: [0.0, 0.0, 1.0, 1.0]}, epochs=5, extra=[boom])
+
+
+def _gated_with(masks: dict[int, list[float]], epochs: int, extra: list[Any]) -> TrainHistory:
+    torch.manual_seed(0)
+    gate = _Gate(4)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Softplus(), gate, nn.Linear(4, 1))
+    x, y = _data()
+    return train_loop(model, x, y, epochs=epochs, lr=0.01, record=["2"], probe=x[:5],
+                      callbacks=[_Masks(gate, masks), *extra])  # fmt: skip
+
+
+class _Modes(Callback):
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.seen = model, list[bool]()
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        self.seen.append(all(m.training for m in self.model.modules()))
+
+
+def test_the_probe_pass_puts_train_mode_back_for_the_next_epoch() -> None:
+    model = _mlp(dropout=0.5)
+    model.eval()
+    modes = _Modes(model)
+    x, y = _data()
+    train_loop(model, x, y, epochs=3, lr=0.01, record=["1"], probe=x[:4], callbacks=[modes])
+    assert modes.seen == [True, True, True]
+    assert not any(m.training for m in model.modules())
+
+
+def test_peeking_at_a_loader_shuffled_by_the_global_rng_puts_it_back() -> None:
+    x, y = _data(16)
+    loader = DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True)
+    torch.manual_seed(11)
+    orders = [torch.cat([xb for xb, _ in loader]) for _ in range(2)]
+    model = _mlp()  # it seeds the global RNG: before the run's seed
+    torch.manual_seed(11)
+    seen: list[Tensor] = []
+
+    class Spy(Callback):
+        def on_before_update(self, step: Any) -> None:
+            seen.append(step.inputs)
+
+    train_loop(model, loader, epochs=2, lr=0.01, callbacks=[Spy()])
+    assert torch.equal(torch.cat(seen), torch.cat(orders))

@@ -72,7 +72,7 @@ def sample(
     """Rows to try the run on: the tensors' first, or a loader's first batch, checked.
 
     A loader's first batch is checked as tensors are (dtype, rows, finite values); a
-    loader without batches is refused. Class targets are checked on all the rows seen.
+    loader without batches is refused. :func:`probe` checks class targets on all of them.
     """
     if loader is None:
         return x, y
@@ -82,8 +82,8 @@ def sample(
             f"inputs must hold at least one batch, got a loader with none ({_describe(loader)})."
         )
     try:
-        xb, yb = loader_batch(first, torch.device("cpu"))
-        with sanctioned_sync():
+        with sanctioned_sync():  # reads before training, as the tensors' checks are
+            xb, yb = loader_batch(first, torch.device("cpu"))
             check_data(xb, yb, model_dtype=dtype, float_targets=mse)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"inputs' first batch: {exc}") from None
@@ -132,7 +132,7 @@ def probe(
     saved, buffers = modes(model), {k: b.clone() for k, b in model.named_buffers()}
     cuda = [device.index or 0] if device.type == "cuda" else []
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda), sanctioned_sync():
             model.train()
             try:
                 out = model(xb)

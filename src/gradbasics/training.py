@@ -169,9 +169,9 @@ def train_loop(
         model: The model; its parameters that require grad are trained.
         inputs: Inputs, rows are samples: shape ``(N, ...)``; or a ``DataLoader`` (any
             re-iterable of ``(inputs, targets)`` batches, moved to the model's device as
-            they come), with ``targets`` omitted. Resume is bit-identical with a loader
-            when its sampler draws from the ``generator`` passed here (its state is in
-            the checkpoint); the loader's own state (workers, prefetched batches) is not.
+            they come; an epoch is one pass, its first batch checked before training),
+            with ``targets`` omitted. Resume is bit-identical when its sampler draws from
+            the ``generator`` passed here (saved); the loader's own state is not.
         targets: Targets with ``N`` rows (omitted with a loader).
         epochs: Number of passes over the data, >= 0.
         lr: Learning rate :math:`\eta` for ``update``. Exactly one of ``lr`` and
@@ -189,8 +189,8 @@ def train_loop(
         record: Record activations after every epoch: ``True`` for the default names
             (see :class:`ActivationRecorder`), or a list of submodule names (``["0",
             "2"]`` for an ``nn.Sequential``). The per-unit statistics go to
-            ``history.activation_stats``, units dead for 3 epochs in a row to
-            ``history.dead_units`` (with a :class:`DeadUnitsWarning`), and whole rows to
+            ``history.activation_stats``, units dead in the last 3 epochs to
+            ``history.dead_units`` (a :class:`DeadUnitsWarning` at the end), and whole rows to
             ``history.activations`` while they fit in 64 MiB (decided before training;
             above it, a warning says so once). Without ``probe`` the rows are those of
             each epoch's last batch, before its update: a different random batch every

@@ -14,12 +14,14 @@ __all__ = ["DeadUnitsWarning", "UnitStats", "dead_units", "unit_stats"]
 
 
 class DeadUnitsWarning(UserWarning):
-    """Some units of a recorded layer output exactly 0 for every probe row, epochs in a row.
+    """Some units of a recorded layer output exactly 0 for every row in the last epochs.
 
     A ReLU unit in that state passes no gradient to the weights before it, so plain
     gradient descent cannot bring it back: the layer trains with fewer units than it has.
-    :func:`~gradbasics.train_loop` warns once per layer; ``history.dead_units`` lists the
-    units. Turn it into an error with ``warnings.simplefilter("error", DeadUnitsWarning)``.
+    :func:`~gradbasics.train_loop` warns at the end of the run, once per layer, naming
+    every unit dead in its last 3 epochs (a unit that revived is not); ``history.dead_units``
+    lists the same units. ``warnings.simplefilter("error", DeadUnitsWarning)`` turns it
+    into an error raised when the run ends (never over the error that ended a failed run).
     """
 
 
