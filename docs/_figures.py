@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -108,10 +109,77 @@ def mlp_unit_means() -> object:
     return plot_activations(_mlp_history(), kind="units", names=["1"])  # type: ignore[arg-type]
 
 
+@functools.cache
+def _digits_run() -> tuple[object, object]:
+    """The digits chapter's run: its range test and the validation confusion matrix."""
+    import warnings
+
+    from sklearn.datasets import load_digits
+    from torch import nn
+
+    from gradbasics import EarlyStopping, lr_find, predict
+
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16  # (1797, 64)
+    y = torch.tensor(digits.target)  # (1797,)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    train, val = order[:1437], order[1437:]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    loss_fn = nn.CrossEntropyLoss()
+    found = lr_find(model, x[train], y[train], batch_size=64, loss_fn=loss_fn, start_lr=1e-4,
+                    end_lr=10.0, generator=torch.Generator().manual_seed(1))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the chapter shows the dead-units warning
+        train_loop(model, x[train], y[train], epochs=100, lr=found.suggestion, batch_size=64,
+                   loss_fn=loss_fn, generator=torch.Generator().manual_seed(2),
+                   val=(x[val], y[val]), metrics={"accuracy": _accuracy},
+                   early_stopping=EarlyStopping(monitor="accuracy", mode="max", patience=5),
+                   )  # fmt: skip
+    predicted = predict(model, x[val]).argmax(dim=1)  # (360,)
+    confusion = torch.bincount(10 * y[val] + predicted, minlength=100).reshape(10, 10)
+    return found, confusion
+
+
+def _accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (outputs.argmax(dim=1) == targets).float().mean()
+
+
+def digits_lr_find() -> object:
+    """The digits chapter's range test, its suggestion marked."""
+    from gradbasics import plot_lr_find
+
+    found, _ = _digits_run()
+    return plot_lr_find(found, title="Digits: learning-rate range test")  # type: ignore[arg-type]
+
+
+def digits_confusion() -> object:
+    """The digits chapter's confusion matrix: counts, true digit by predicted digit."""
+    from matplotlib.figure import Figure
+
+    _, confusion = _digits_run()
+    counts = confusion.tolist()  # type: ignore[attr-defined]
+    fig = Figure(figsize=(5.6, 5.0), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(counts, cmap="Blues")
+    for row in range(10):
+        for col in range(10):
+            if counts[row][col]:
+                dark = counts[row][col] > 20
+                ax.text(col, row, counts[row][col], ha="center", va="center",
+                        color="white" if dark else "black", fontsize=8)  # fmt: skip
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("Predicted digit")
+    ax.set_ylabel("True digit")
+    ax.set_title("Digits: validation confusion matrix")
+    return fig
+
+
 def build_all(folder: Path) -> None:
     """Write every figure as a PNG into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     makers = (task2_activations, chain_losses, adaptive_rules, guide_losses,
-              mlp_activation_stats, mlp_unit_means)  # fmt: skip
+              mlp_activation_stats, mlp_unit_means, digits_lr_find, digits_confusion)  # fmt: skip
     for make in makers:
         make().savefig(folder / f"{make.__name__}.png", dpi=100)  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent / "examples"
 SCRATCH = Path(tempfile.mkdtemp(prefix="gradbasics-gallery-"))
-WITH_FIGURE = {"08_train_only_w2.py", "12_train_your_own_model.py"}
+WITH_FIGURE = {"08_train_only_w2.py", "12_train_your_own_model.py", "14_classify_digits.py"}
 
 sys.path.insert(0, str(EXAMPLES))  # the scripts import their shared _common.py
 

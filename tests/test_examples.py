@@ -47,6 +47,11 @@ EXPECTED: dict[str, list[str]] = {
         "dead units confirmed from the recorded rows: True",
         "figure written to",
     ],
+    "14_classify_digits.py": [
+        f"(ln 10 = {math.log(10):.3f})",
+        "the same as the best epoch's: True",  # predict() agrees with the restored best
+        "figure written to",
+    ],
     "12_train_your_own_model.py": [
         "ignored: ('optimizer',)",
         "loaded model's validation loss equals the best epoch's: True",
