@@ -53,8 +53,8 @@ def check_metric_value(name: str, value: object) -> Tensor:
         elif isinstance(value, float | int):
             hint = "; return a tensor (torch.tensor(value)), not a Python number"
         raise TypeError(
-            f"metrics[{name!r}] must return a 0-d floating-point tensor (the batch's mean), "
-            f"got {_describe(value)}{hint}."
+            f"metrics[{name!r}] must return a 0-d tensor (the batch's mean) of a floating-point "
+            f"dtype, got {_describe(value)}{hint}."
         )
     return value
 
