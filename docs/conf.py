@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from sphinx.application import Sphinx
+from sphinx.deprecation import RemovedInSphinx10Warning
 
 import gradbasics
 
@@ -14,6 +17,27 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # for _figures.py and _gallery.py
 
 import _gallery as gallery  # noqa: E402
+
+# Quiet builds, hiding nothing of ours: sphinx-autodoc-typehints 3.6.1 (the latest)
+# still calls a parser method Sphinx 9 deprecates, once per documented object, and
+# myst-parser logs its whole configuration at every build. Only those two are silenced;
+# any other warning still fails ``-W``.
+warnings.filterwarnings(
+    "ignore",
+    message=r".*_RstSnippetParser\.set_application' is deprecated",
+    category=RemovedInSphinx10Warning,
+    module=r"sphinx_autodoc_typehints\.",
+)
+
+
+class _NoMystConfigDump(logging.Filter):
+    """Drop myst-parser's "myst vX: MdParserConfig(...)" line; keep its warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and "myst v" in str(record.msg))
+
+
+logging.getLogger("sphinx.myst_parser.sphinx_ext.main").addFilter(_NoMystConfigDump())
 
 project = "gradbasics"
 author = "gradbasics maintainers"
@@ -42,6 +66,9 @@ sphinx_gallery_conf = gallery.CONF  # read by sphinx_gallery.gen_gallery
 locale_dirs = ["locale/"]
 gettext_compact = False
 gettext_uuid = False
+# Code blocks are messages too, so their comments can be translated (the code is copied
+# as it is, and the translated doctests still run).
+gettext_additional_targets = ["literal-block", "doctest-block"]
 templates_path = ["_templates"]
 html_sidebars = {
     "**": [
