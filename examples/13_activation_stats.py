@@ -6,7 +6,7 @@ Run: ``python examples/13_activation_stats.py [--device cpu|cuda] [--out stats.p
 An ``nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 1))`` trained on
 mini-batches at a learning rate high enough to kill some of its ReLU units. The layers are
 recorded on a fixed probe batch after every epoch; the statistics show which units died,
-and a ``DeadUnitsWarning`` says so while training.
+and a ``DeadUnitsWarning`` names those still dead at the end of the run.
 """
 
 import warnings

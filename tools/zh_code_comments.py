@@ -21,7 +21,7 @@ from pathlib import Path
 from babel.messages.pofile import read_po, write_po
 
 LOCALE = Path(__file__).resolve().parents[1] / "docs/locale/zh_CN/LC_MESSAGES"
-CODE_START = (">>> ", "pip install", "git clone")
+CODE_START = (">>> ", "pip install", "git clone", "python examples/")
 # A comment: "#" after two spaces (the house style), or at the start of a line.
 COMMENT = re.compile(r"(?:(?<=  )|^)# (.*)$")
 KEEP = re.compile(r"^(doctest: .*|fmt: skip|\(.*\)|\[.*\]|[\d\s*+\-/=.,]+|x -> .*)$")
@@ -73,6 +73,8 @@ COMMENTS: dict[str, str] = {
     "per epoch and unit: (epochs, 32)": "按 epoch 和单元：(epoch 数, 32)",
     "units at 0 on every row, each epoch": "每个 epoch 中对所有行都输出 0 的单元数",
     "(360,) labels": "(360,) 个标签",
+    "the same initial weights as above": "和上面相同的初始权重",
+    "dead at the start": "一开始就死亡的单元",
 }
 
 
