@@ -12,16 +12,29 @@ an English paragraph changed without its translation fails the build. Pages with
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from babel.messages.pofile import read_po
 
+THEME = "sphinx"  # sphinx.po translates the theme's labels, not a page
+FULL_WIDTH = "，。；：！？、（）“”‘’《》【】「」…"  # noqa: RUF001 (Chinese punctuation)
+MARKUP = r"``|`|\*|:[a-z:]+:`"
+# Chinese typography: inline markup touches full-width punctuation without a space (the
+# space would show), and a sentence ends in a full-width colon, not ASCII "::".
+SPACED = re.compile(rf"[{FULL_WIDTH}] +(?={MARKUP})|(?<=[`*]) +[{FULL_WIDTH}]")
+# reStructuredText does not see markup that ends right before an opening bracket or starts
+# right after a closing one: the span runs on silently. "\\ " (an escaped space) joins.
+UNSEEN = re.compile(r"[`*][（《【「〈]|[）》】」〉](?:``|:[a-z:]+:`|\*)")  # noqa: RUF001
+ASCII_COLON = re.compile(r"[\u3400-\u9fff{FULL_WIDTH}]::?$".replace("{FULL_WIDTH}", FULL_WIDTH))
+CODE = (">>> ", "pip install", "git clone", "python examples/")
+
 
 def problems(gettext_dir: Path, locale_dir: Path) -> list[str]:
     """Every untranslated or fuzzy message of every translated page, as a sentence."""
     found: list[str] = []
-    translated = sorted(locale_dir.rglob("*.po"))
+    translated = sorted(p for p in locale_dir.rglob("*.po") if p.stem != THEME)
     if not translated:
         found.append(f"{locale_dir} holds no translated page (.po file).")
     for po_path in translated:
@@ -41,6 +54,21 @@ def problems(gettext_dir: Path, locale_dir: Path) -> list[str]:
                 found.append(f"{page}: untranslated message {short!r}")
             elif message.fuzzy:
                 found.append(f"{page}: fuzzy message {short!r}")
+            else:
+                found.extend(f"{page}: {p} in {short!r}" for p in typography(str(message.string)))
+    return found
+
+
+def typography(text: str) -> list[str]:
+    """What a translated (non-code) message does against the Chinese typography rules."""
+    if text.startswith(CODE):
+        return []
+    found = [f"a space between full-width punctuation and markup ({m.group()!r})"
+             for m in SPACED.finditer(text)]  # fmt: skip
+    found += [f"markup touching a bracket ({m.group()!r}), which hides it: join with '\\ '"
+              for m in UNSEEN.finditer(text)]  # fmt: skip
+    if ASCII_COLON.search(text):
+        found.append("an ASCII colon after Chinese text (write a full-width colon)")
     return found
 
 

@@ -44,7 +44,7 @@ COMMENTS: dict[str, str] = {
     "inference: dropout off": "推理：关闭 dropout",
     "val='s batches": "val= 的批次",
     "it sets self.loop.lr": "它会设置 self.loop.lr",
-    "what a resumed run must share": "恢复的训练必须与原来一致的设置",
+    "what a resumed run must share": "恢复训练时必须保持不变的设置",
     "saved in every checkpoint": "保存在每个检查点里",
     # index
     "needs torch >= 2.11": "需要 torch >= 2.11",
@@ -84,10 +84,10 @@ def translate(code: str, missing: set[str]) -> str | None:
     for line in code.split("\n"):
         match = COMMENT.search(line)
         text = match.group(1) if match else None
-        if text is None or KEEP.match(text):
-            out.append(line)
-        elif text in COMMENTS:
+        if text is not None and text in COMMENTS:
             out.append(line[: match.start(1)] + COMMENTS[text])  # type: ignore[union-attr]
+        elif text is None or KEEP.match(text):
+            out.append(line)
         else:
             missing.add(text)
             return None

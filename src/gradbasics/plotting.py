@@ -275,11 +275,11 @@ def plot_lr_find(result: LRFindResult, *, title: str | None = None) -> Figure:
     r"""Draw a range test: loss against learning rate, on a log axis, the suggestion marked.
 
     The raw losses :math:`L_i` are drawn faintly, the smoothed :math:`s_i` as a line,
-    and the suggested rate :math:`\eta^\star` (see :func:`~gradbasics.rangetest`) as a
+    and the suggested rate :math:`\eta^\star` (see :func:`~gradbasics.lr_find`) as a
     dotted vertical line with a point on the smoothed curve.
 
     Args:
-        result: What :func:`~gradbasics.rangetest` returned.
+        result: What :func:`~gradbasics.lr_find` returned.
         title: The chart's title.
 
     Returns:
