@@ -66,9 +66,10 @@ sphinx_gallery_conf = gallery.CONF  # read by sphinx_gallery.gen_gallery
 locale_dirs = ["locale/"]
 gettext_compact = False
 gettext_uuid = False
-# Code blocks are messages too, so their comments can be translated (the code is copied
-# as it is, and the translated doctests still run).
-gettext_additional_targets = ["literal-block", "doctest-block"]
+# Code blocks and the gallery's raw HTML titles are messages too: the code's comments are
+# translated (tools/zh_code_comments.py copies the code as it is, so the translated
+# doctests run the same code).
+gettext_additional_targets = ["literal-block", "doctest-block", "raw"]
 templates_path = ["_templates"]
 html_sidebars = {
     "**": [
@@ -126,6 +127,25 @@ def _make_figures(app: Sphinx) -> None:
     build_all(HERE / "_generated")
 
 
+TRANSLATED = HERE / "locale" / "zh_CN" / "LC_MESSAGES"
+NOTICE = (
+    '<div class="admonition note"><p class="admonition-title">注意</p>'
+    "<p>本页暂无中文翻译，以下是英文原文。</p></div>\n"  # noqa: RUF001
+)
+
+
+def _notice_untranslated(
+    app: Sphinx, pagename: str, templatename: str, context: dict[str, object], doctree: object
+) -> None:
+    """Say so at the top of a page of the Chinese build that has no translation."""
+    if app.config.language != "zh_CN" or not isinstance(context.get("body"), str):
+        return
+    if pagename.startswith("_modules") or (TRANSLATED / f"{pagename}.po").is_file():
+        return
+    context["body"] = NOTICE + str(context["body"])
+
+
 def setup(app: Sphinx) -> None:
-    """Register the figure generation with Sphinx."""
+    """Register the figure generation and the notice on untranslated pages with Sphinx."""
     app.connect("builder-inited", _make_figures)
+    app.connect("html-page-context", _notice_untranslated)
