@@ -54,9 +54,13 @@ dist: $(VENV)/.dev-installed
 	$(PY) -m build --no-isolation --sdist --wheel --outdir dist .
 	$(PY) -m twine check --strict dist/*
 
+# Writes benchmarks/results.json and benchmarks/realsize.json (each with the date, machine
+# and versions), then the performance page's tables from them (benchmarks/results.rst and
+# benchmarks/realsize.rst, checked by tests/test_benchmarks.py); a missed target fails
+# the target, after every file is written.
 bench: $(VENV)/.dev-installed
-	$(PY) benchmarks/run.py
-	$(PY) benchmarks/realsize.py
+	$(PY) benchmarks/run.py; a=$$?; $(PY) benchmarks/realsize.py; b=$$?; \
+	$(PY) benchmarks/report.py && test $$a -eq 0 && test $$b -eq 0
 
 clean:
 	rm -rf $(VENV) build dist docs/_build .mypy_cache .pytest_cache .ruff_cache

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from gradbasics import ChainModel, manual_sgd_step, rules, train_loop
+from gradbasics import ChainModel, manual_sgd_step, mse_loss, rules, train_loop
 
 
 @dataclass
@@ -86,8 +86,19 @@ def chain_cases(s: Sizes) -> list[Case]:
 
     def ours_same_loss() -> None:
         # Informational: the same F.mse_loss call as the baseline, so the ratio is the
-        # loop's own overhead (gradbasics' mse_loss skips F.mse_loss's ~7 us of checks).
+        # loop's own overhead (gradbasics' mse_loss skips F.mse_loss's broadcasting checks).
         train_loop(f_model, x, t, epochs=n, lr=1e-4, loss_fn=torch.nn.functional.mse_loss)
+
+    y = ChainModel()(x)  # an output that needs a gradient, as in training
+    calls = 20 * n
+
+    def our_loss() -> None:
+        for _ in range(calls):
+            mse_loss(y, t)
+
+    def torch_loss() -> None:
+        for _ in range(calls):
+            torch.nn.functional.mse_loss(y, t)
 
     return [
         ("train_loop(lr) vs minimal loop", ours, minimal, 1.05, n, "step", s.rounds),
@@ -108,6 +119,24 @@ def chain_cases(s: Sizes) -> list[Case]:
             INFO,
             n,
             "step",
+            s.rounds,
+        ),
+        (
+            "info: train_loop(lr) vs the same with F.mse_loss",
+            ours,
+            ours_same_loss,
+            INFO,
+            n,
+            "step",
+            s.rounds,
+        ),
+        (
+            "info: mse_loss vs F.mse_loss (chain's shapes)",
+            our_loss,
+            torch_loss,
+            INFO,
+            calls,
+            "call",
             s.rounds,
         ),
     ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import gc
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -89,3 +92,19 @@ def fmt_time(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1e3:.2f} ms"
     return f"{seconds:.3f} s"
+
+
+def environment(threads: int) -> dict[str, object]:
+    """Where and when a run was measured: the metadata every results file starts with."""
+    import torch
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": threads,
+    }

@@ -36,7 +36,7 @@ from cases import (
     rules_cases,
     update_case,
 )
-from harness import Result, compare, fmt_time
+from harness import Result, compare, environment, fmt_time
 from practice_cases import practice_cases
 
 
@@ -104,11 +104,10 @@ def main() -> int:
             f"{'< 50 ms':>7}  {verdict}"
         )
     payload = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
+        **environment(torch.get_num_threads()),
+        "command": " ".join(["benchmarks/run.py", *sys.argv[1:]]),
         "tiny": args.tiny,
+        "only": args.only or None,
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "import_seconds": imp,
         "cases": [
