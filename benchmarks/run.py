@@ -76,7 +76,7 @@ def main() -> int:
                 )
                 results.append(res)
                 print(f"  {name}: ratio {res.ratio:.3f}", file=sys.stderr, flush=True)
-    imp = import_time(3 if args.tiny else 9) if "import" in args.only or not args.only else None
+    imp = import_time(1 if args.tiny else 9) if "import" in args.only or not args.only else None
 
     cols = ("case", "gradbasics", "baseline", "ratio", "(q1-q3)", "target")
     header = (
