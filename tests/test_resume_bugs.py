@@ -6,6 +6,7 @@ state; they use only what a user writes, so they run against any version.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,41 @@ def test_the_best_weights_are_loadable_from_the_checkpoint_after_restore_best(
     assert not torch.equal(params_of(last)["0.weight"], best["0.weight"])
     load_checkpoint(path, loaded, weights="EarlyStopping")
     assert_same_bits(params_of(loaded), best)
+
+
+def _extra_key(m: nn.Module) -> torch.optim.Optimizer:
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    opt.param_groups[0]["warmup"] = 3  # a key the saved groups do not have
+    return opt
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (lambda m: torch.optim.SGD(m.parameters(), lr=0.02, momentum=0.9),
+         "lr: saved 0.01, now 0.02"),
+        (lambda m: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.5),
+         "momentum: saved 0.9, now 0.5"),
+        (_extra_key, "warmup: saved None, now 3"),
+        (lambda m: torch.optim.SGD([{"params": list(m.parameters())[:2]},
+                                    {"params": list(m.parameters())[2:]}],
+                                   lr=0.01, momentum=0.9), "sizes [4], this optimizer [2, 2]"),
+    ],
+)  # fmt: skip
+def test_an_optimizer_with_another_rate_setting_or_groups_is_refused_by_name(
+    tmp_path: Path, make: Callable[[nn.Module], torch.optim.Optimizer], named: str
+) -> None:
+    """Without a scheduler, the checkpoint's groups would silently replace the new ones."""
+    x, t, *_ = _data()
+    m = _model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    train_loop(m, x, t, epochs=2, optimizer=opt, batch_size=8, checkpoint=tmp_path / "c.pt")
+    m2 = _model()
+    opt2 = make(m2)
+    before, groups = params_of(m2), [dict(g, params=None) for g in opt2.param_groups]
+    with pytest.raises(CheckpointError, match=re.escape(named)):
+        train_loop(m2, x, t, epochs=4, optimizer=opt2, batch_size=8,
+                   checkpoint=tmp_path / "c.pt", resume=True)  # fmt: skip
+    assert_same_bits(params_of(m2), before)
+    assert [dict(g, params=None) for g in opt2.param_groups] == groups
+    assert not opt2.state
