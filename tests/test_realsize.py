@@ -81,5 +81,6 @@ def test_an_epoch_draws_its_batches_one_at_a_time() -> None:
         train_loop(model, x, t, epochs=1, lr=0.01, batch_size=8)
     finally:
         mp.undo()
-    assert stepped == [8] * 5
-    assert gathered == [0, 1, 2, 3, 4]  # each batch gathered right before its own step
+    checks = len(stepped) - 5  # train_loop first tries the model on a sample of rows
+    assert checks in (0, 1) and stepped[checks:] == [8] * 5
+    assert gathered == [checks + i for i in range(5)]  # each batch right before its own step
