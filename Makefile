@@ -5,7 +5,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints/dev.txt
+# --no-compile: bytecode is written as modules are first imported, not for all of torch.
+PIP := $(PY) -m pip install --disable-pip-version-check -q --no-compile -c constraints/dev.txt
 export MPLBACKEND := Agg
 
 .PHONY: demo check test lint typecheck docs bench dist clean
@@ -24,8 +25,10 @@ $(VENV)/.dev-installed: pyproject.toml constraints/dev.txt | $(PY)
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/gradbasics demo --out build/task2-activations.png
 
+# The docs first: the tests of the built pages then read them instead of building again.
 check: $(VENV)/.dev-installed
-	$(MAKE) lint typecheck test docs
+	$(MAKE) lint typecheck docs
+	GRADBASICS_BUILT_DOCS=build/docs/html $(MAKE) test
 
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check src tests examples benchmarks docs tools
@@ -34,8 +37,9 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(PY) -m mypy --strict src tests
 
+# One worker per core; a file's tests share a worker (their module fixtures build once).
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 # Both languages: English at build/docs/html, 简体中文 at build/docs/html/zh_CN; the
 # doctests run in both builds; a translated page with an untranslated or fuzzy message
