@@ -5,8 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# --no-compile: bytecode is written as modules are first imported, not for all of torch.
-PIP := $(PY) -m pip install --disable-pip-version-check -q --no-compile -c constraints/dev.txt
+PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints/dev.txt
 export MPLBACKEND := Agg
 
 .PHONY: demo check test lint typecheck docs bench dist clean
@@ -25,9 +24,10 @@ $(VENV)/.dev-installed: pyproject.toml constraints/dev.txt | $(PY)
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/gradbasics demo --out build/task2-activations.png
 
-# The docs first: the tests of the built pages then read them instead of building again.
+# Lint and types beside the docs (two cores), each target's output kept together; the
+# docs come before the tests, whose checks of the built pages then read them.
 check: $(VENV)/.dev-installed
-	$(MAKE) lint typecheck docs
+	$(MAKE) -j2 --output-sync=target lint typecheck docs
 	GRADBASICS_BUILT_DOCS=build/docs/html $(MAKE) test
 
 lint: $(VENV)/.dev-installed
