@@ -5,7 +5,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints/dev.txt
+# Bytecode is written as each module is first imported (not for all of torch at install,
+# most of which no check imports), so it must not be switched off for the checks.
+PIP := $(PY) -m pip install --disable-pip-version-check -q --no-compile -c constraints/dev.txt
+unexport PYTHONDONTWRITEBYTECODE
 export MPLBACKEND := Agg
 
 .PHONY: demo check test lint typecheck docs bench dist clean

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
+import runpy
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
@@ -61,6 +66,28 @@ EXPECTED: dict[str, list[str]] = {
 
 
 def _run(script: str, tmp_path: Path, *extra: str) -> str:
+    """Run ``python examples/SCRIPT`` in this process, in ``tmp_path``; return its output.
+
+    No second import of torch: the script runs as ``__main__`` here, and the global state
+    it may touch (argv, sys.path, the working folder, the RNG) is put back.
+    """
+    argv, path, cwd, rng = sys.argv, list(sys.path), Path.cwd(), torch.get_rng_state()
+    sys.argv = [str(EXAMPLES / script), *extra]
+    sys.path.insert(0, str(EXAMPLES))  # the scripts import their shared _common.py
+    os.chdir(tmp_path)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed), warnings.catch_warnings():
+            runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+    finally:
+        sys.argv, sys.path[:] = argv, path
+        os.chdir(cwd)
+        torch.set_rng_state(rng)
+    return printed.getvalue()
+
+
+def _spawn(script: str, tmp_path: Path, *extra: str) -> str:
+    """Run ``python examples/SCRIPT`` in a new process; return what it printed."""
     env = {**os.environ, "MPLBACKEND": "Agg"}
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script), *extra],
@@ -89,7 +116,7 @@ def test_example_runs_and_prints_its_key_numbers(script: str, tmp_path: Path) ->
 
 
 def test_figure_example_writes_the_png_it_prints(tmp_path: Path) -> None:
-    out = _run("08_train_only_w2.py", tmp_path, "--out", "chart.png")
+    out = _spawn("08_train_only_w2.py", tmp_path, "--out", "chart.png")  # a process of its own
     assert "figure written to chart.png" in out
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -97,6 +124,6 @@ def test_figure_example_writes_the_png_it_prints(tmp_path: Path) -> None:
 @pytest.mark.cuda
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_example_runs_on_cuda(script: str, tmp_path: Path) -> None:
-    out = _run(script, tmp_path, "--device", "cuda")
+    out = _spawn(script, tmp_path, "--device", "cuda")
     for line in EXPECTED[script]:
         assert line in out
