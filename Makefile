@@ -48,10 +48,10 @@ test: $(VENV)/.dev-installed
 # doctests run in both builds; a translated page with an untranslated or fuzzy message
 # (against templates made from the current English sources) fails.
 docs: $(VENV)/.dev-installed
-	$(PY) -m sphinx -W --keep-going -n -b html docs build/docs/html
-	$(PY) -m sphinx -W --keep-going -n -b html -D language=zh_CN docs build/docs/html/zh_CN
-	$(PY) -m sphinx -W --keep-going -n -b doctest docs build/docs/doctest
-	$(PY) -m sphinx -W --keep-going -n -b doctest -D language=zh_CN docs build/docs/doctest-zh_CN
+	$(PY) -m sphinx -q -W --keep-going -n -b html docs build/docs/html
+	$(PY) -m sphinx -q -W --keep-going -n -b html -D language=zh_CN docs build/docs/html/zh_CN
+	$(PY) -m sphinx -q -W --keep-going -n -b doctest docs build/docs/doctest
+	$(PY) -m sphinx -q -W --keep-going -n -b doctest -D language=zh_CN docs build/docs/doctest-zh_CN
 	$(PY) -m sphinx -q -b gettext docs build/docs/gettext
 	$(PY) tools/check_translations.py build/docs/gettext docs/locale/zh_CN/LC_MESSAGES
 
