@@ -17,20 +17,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import fmt_time  # a sibling script's module, not a package
+
 HERE = Path(__file__).resolve().parent
 RESULTS, REALSIZE = HERE / "results.json", HERE / "realsize.json"
 RESULTS_RST, REALSIZE_RST = HERE / "results.rst", HERE / "realsize.rst"
 
 DO_NOT_EDIT = ".. Written by benchmarks/report.py from benchmarks/{name}: do not edit by hand.\n"
-
-
-def fmt_time(seconds: float) -> str:
-    """Format a duration with a sensible unit (as ``harness.fmt_time``)."""
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} us"
-    if seconds < 1:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.3f} s"
 
 
 def where(data: Mapping[str, Any]) -> str:
