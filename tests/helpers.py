@@ -55,3 +55,26 @@ def reseal(path: Path, edit: Callable[[dict[str, Any]], object]) -> None:
     torch.save(payload, buf)
     body = buf.getvalue()
     path.write_bytes(MAGIC + hashlib.sha256(body).digest() + body)
+
+
+def format_1_file() -> tuple[bytes, bytes]:
+    """A small checkpoint of format 1 (a torch.save'd dict wrapping the payload's bytes).
+
+    The format before the checksum header, as gradbasics wrote it: returns the file's
+    bytes and the payload's. The model is ``ChainModel(1.5, 2.5, 3.5)`` at epoch 4.
+    """
+    from gradbasics import ChainModel
+
+    payload = {
+        "model": {k: v.clone() for k, v in ChainModel(1.5, 2.5, 3.5).state_dict().items()},
+        "optimizer_class": None, "optimizer": None, "generator": torch.get_rng_state(),
+        "epoch": 4, "losses": [1.0, 0.5], "activations": {}, "settings": {},
+    }  # fmt: skip
+    inner = io.BytesIO()
+    torch.save(payload, inner)
+    blob = inner.getvalue()
+    outer = {"format": "gradbasics.checkpoint", "version": 1, "payload": blob,
+             "sha256": hashlib.sha256(blob).hexdigest()}  # fmt: skip
+    buf = io.BytesIO()
+    torch.save(outer, buf)
+    return buf.getvalue(), blob

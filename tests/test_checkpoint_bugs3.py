@@ -7,8 +7,6 @@ it failed before the fix it guards.
 from __future__ import annotations
 
 import errno
-import hashlib
-import io
 import os
 import stat
 from pathlib import Path
@@ -26,30 +24,13 @@ from gradbasics import (
 )
 from gradbasics._ckptio import MAGIC, _host
 from gradbasics.rules import Adam
-from helpers import reseal
+from helpers import format_1_file, reseal
 
 
 def _saved(folder: Path, name: str = "run.pt", w1: float = 1.5) -> Path:
     path = folder / name
     save_checkpoint(path, ChainModel(w1=w1), epoch=2)
     return path
-
-
-def _format_1_file() -> tuple[bytes, bytes]:
-    """A small format-1 file (a torch.save'd dict wrapping the payload) and its payload."""
-    payload = {
-        "model": {k: v.clone() for k, v in ChainModel(1.5, 2.5, 3.5).state_dict().items()},
-        "optimizer_class": None, "optimizer": None, "generator": torch.get_rng_state(),
-        "epoch": 4, "losses": [1.0, 0.5], "activations": {}, "settings": {},
-    }  # fmt: skip
-    inner = io.BytesIO()
-    torch.save(payload, inner)
-    blob = inner.getvalue()
-    outer = {"format": "gradbasics.checkpoint", "version": 1, "payload": blob,
-             "sha256": hashlib.sha256(blob).hexdigest()}  # fmt: skip
-    buf = io.BytesIO()
-    torch.save(outer, buf)
-    return buf.getvalue(), blob
 
 
 def _temporary_files(folder: Path) -> list[str]:
@@ -125,7 +106,7 @@ def test_a_folder_that_cannot_be_opened_to_sync_still_saves(
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # torch warns of odd pickle protocols
 def test_every_flipped_byte_of_a_format_1_wrapper_is_a_checkpoint_error(tmp_path: Path) -> None:
-    raw, blob = _format_1_file()
+    raw, blob = format_1_file()
     stored = blob.decode("latin-1").encode("utf-8")  # how pickle protocol 2 keeps bytes
     start = raw.find(stored)
     assert start > 0
@@ -150,7 +131,7 @@ def test_the_format_1_faults_the_red_team_found_are_checkpoint_errors(
     tmp_path: Path, mask: int
 ) -> None:
     # A flip of the very first byte (the pickle's protocol opcode) raised IndexError.
-    raw, _ = _format_1_file()
+    raw, _ = format_1_file()
     path, unnamed = tmp_path / "old.pt", []
     for i in range(64):
         damaged = bytearray(raw)

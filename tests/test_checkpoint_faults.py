@@ -29,7 +29,7 @@ from gradbasics import (
     train_loop,
 )
 from gradbasics._ckptio import MAGIC
-from helpers import assert_same_bits, params_of
+from helpers import assert_same_bits, format_1_file, params_of
 
 HERE = Path(__file__).resolve().parent
 
@@ -317,17 +317,7 @@ def test_a_checkpoint_is_about_the_size_of_its_tensors(tmp_path: Path) -> None:
 
 def test_version_1_checkpoints_still_load(tmp_path: Path) -> None:
     # The format before the checksum header: a torch.save'd dict wrapping the bytes.
-    payload = {
-        "model": {k: v.clone() for k, v in ChainModel(1.5, 2.5, 3.5).state_dict().items()},
-        "optimizer_class": None, "optimizer": None, "generator": torch.get_rng_state(),
-        "epoch": 4, "losses": [1.0, 0.5], "activations": {}, "settings": {},
-    }  # fmt: skip
-    inner = io.BytesIO()
-    torch.save(payload, inner)
-    blob = inner.getvalue()
-    outer = {"format": "gradbasics.checkpoint", "version": 1, "payload": blob}
-    outer["sha256"] = hashlib.sha256(blob).hexdigest()
-    torch.save(outer, tmp_path / "old.pt")
+    (tmp_path / "old.pt").write_bytes(format_1_file()[0])
     model = ChainModel()
     assert load_checkpoint(tmp_path / "old.pt", model).epoch == 4
     assert model.w2.item() == 2.5
