@@ -551,3 +551,19 @@ def test_peeking_at_a_loader_shuffled_by_the_global_rng_puts_it_back() -> None:
 
     train_loop(model, loader, epochs=2, lr=0.01, callbacks=[Spy()])
     assert torch.equal(torch.cat(seen), torch.cat(orders))
+
+
+def test_class_indices_outside_the_outputs_classes_are_refused_before_anything_changes() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(40, 3)
+    classes = torch.arange(40) % 4
+    classes[30] = 9  # a later batch holds a class the 4 outputs do not have
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    gen = torch.Generator().manual_seed(1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    state, rng = gen.get_state(), torch.get_rng_state()
+    with pytest.raises(ValueError, match=r"class indices from 0 to 3 .* from 0 to 9"):
+        train_loop(net, x, classes, epochs=2, lr=0.1, batch_size=8, generator=gen,
+                   loss_fn=torch.nn.CrossEntropyLoss())  # fmt: skip
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert torch.equal(gen.get_state(), state) and torch.equal(torch.get_rng_state(), rng)

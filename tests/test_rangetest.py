@@ -166,6 +166,8 @@ def _scripted(values: list[float]) -> Any:
     it = iter(values)
 
     def loss_fn(out: Tensor, target: Tensor) -> Tensor:
+        if not torch.is_grad_enabled():  # lr_find's look at the loss before it starts
+            return (out - target).sum() * 0.0 + 1.0
         return (out - target).sum() * 0.0 + next(it)
 
     return loss_fn
@@ -235,7 +237,7 @@ def test_the_chain_trains_at_the_suggestion_and_diverges_at_the_notes_rate() -> 
     [
         ({"start_lr": 1.0, "end_lr": 1.0}, ValueError, "start_lr must be below end_lr"),
         ({"start_lr": 2.0, "end_lr": 1.0}, ValueError, "start_lr=2.0"),
-        ({"start_lr": 0.0}, ValueError, "start_lr must be > 0"),
+        ({"start_lr": 0.0}, ValueError, "start_lr must be a finite number > 0"),
         ({"end_lr": -1.0}, ValueError, "end_lr must be a finite number"),
         ({"end_lr": math.inf}, ValueError, "end_lr must be a finite number"),
         ({"steps": 1}, ValueError, "steps must be >= 2, got 1"),
@@ -280,3 +282,118 @@ def test_plot_lr_find_without_a_suggestion_says_so() -> None:
     ax = plot_lr_find(result).axes[0]
     assert "no descent" in ax.get_title()
     assert "suggestion" not in [line.get_label() for line in ax.lines]
+
+
+def test_gradients_left_by_an_earlier_backward_do_not_join_the_first_step() -> None:
+    x, y = _data()
+    net = _net()
+    clean = lr_find(net, x, y, start_lr=1e-3, end_lr=1.0, steps=10).losses
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 100.0)
+    assert lr_find(net, x, y, start_lr=1e-3, end_lr=1.0, steps=10).losses == clean
+    assert all(torch.equal(p.grad, torch.full_like(p, 100.0)) for p in net.parameters())  # type: ignore[arg-type]
+
+
+def test_a_flat_curve_has_no_suggestion() -> None:
+    x, y = _data()
+    flat = lr_find(_net(), x, y, steps=30, loss_fn=_scripted([4.008] * 30))
+    assert flat.smoothed != flat.losses  # the average's rounding wobbles ...
+    assert flat.suggestion is None  # ... but is no descent
+    tiny = lr_find(nn.Linear(3, 1), x, y, start_lr=1e-30, end_lr=1e-25, steps=50)
+    assert len(set(tiny.losses)) == 1 and tiny.suggestion is None
+
+
+def test_buffers_left_out_of_the_state_dict_are_put_back() -> None:
+    class Counting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(3, 1)
+            self.register_buffer("calls", torch.zeros(()), persistent=False)
+
+        calls: Tensor
+
+        def forward(self, x: Tensor) -> Tensor:
+            self.calls += 1
+            out: Tensor = self.layer(x)
+            return out
+
+    x, y = _data()
+    model = Counting()
+    lr_find(model, x, y, start_lr=1e-3, end_lr=1.0, steps=10)
+    assert model.calls.item() == 0
+
+
+def test_a_loaders_own_generator_is_put_back() -> None:
+    x, y = _data()
+    gen = torch.Generator().manual_seed(4)
+    loader = DataLoader(TensorDataset(x, y), batch_size=5, shuffle=True, generator=gen)
+    state = gen.get_state()
+    lr_find(_net(), loader, start_lr=1e-3, end_lr=1.0, steps=12)
+    assert torch.equal(gen.get_state(), state)
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "words"),
+    [
+        ("nan_in_loader", ValueError, "inputs' first batch"),
+        ("int32_classes", TypeError, "int64 class indices"),
+        ("class_out_of_range", ValueError, "class indices from 0 to 3"),
+        ("wrong_features", ValueError, "inputs must fit the model"),
+        ("negative_loss", ValueError, "loss_fn must give losses >= 0"),
+    ],
+)
+def test_bad_data_and_losses_are_refused_as_train_loop_refuses_them(
+    case: str, error: type[Exception], words: str
+) -> None:
+    x, y = _data()
+    net: nn.Module = _net()
+    kwargs: dict[str, Any] = {}
+    data: tuple[Any, ...] = (x, y)
+    if case == "nan_in_loader":
+        data = (DataLoader(TensorDataset(x.index_fill(0, torch.tensor([0]), math.nan), y), 8),)
+    elif case in ("int32_classes", "class_out_of_range"):
+        net, kwargs["loss_fn"] = nn.Linear(3, 4), nn.CrossEntropyLoss()
+        classes = torch.arange(len(x)) % (4 if case == "int32_classes" else 7)
+        data = (x, classes.int() if case == "int32_classes" else classes)
+    elif case == "wrong_features":
+        data = (torch.randn(len(x), 5), y)
+    else:
+        kwargs["loss_fn"] = lambda out, t: ((out - t) ** 2).mean() - 100.0
+    before = [p.clone() for p in net.parameters()]
+    with pytest.raises(error, match=words):
+        lr_find(net, *data, steps=10, **kwargs)
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), before, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [(1.0, 1.0 + 2 * 2.2e-16), (1e-300, 1e10)], ids=["too close", "too wide"]
+)
+def test_a_ramp_without_distinct_finite_rates_is_refused_naming_both_ends(
+    start: float, end: float
+) -> None:
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"start_lr and end_lr must give 20 distinct finite"):
+        lr_find(_net(), x, y, start_lr=start, end_lr=end, steps=20)
+
+
+def test_plot_lr_find_takes_a_suggestion_between_the_rates() -> None:
+    result = LRFindResult(lrs=[0.01, 0.1], losses=[2.0, 1.0], smoothed=[2.0, 1.5], suggestion=0.05)
+    lines = {line.get_label(): line for line in plot_lr_find(result).axes[0].lines}
+    assert np.asarray(lines["suggestion"].get_xdata()).tolist() == [0.05, 0.05]
+
+
+def test_a_loader_that_runs_dry_after_its_first_epochs_is_refused_not_looped_on() -> None:
+    x, y = _data()
+
+    class RunsDry:
+        """Batches on the first two passes (lr_find's look, then epoch 1), none after."""
+
+        def __init__(self) -> None:
+            self.passes = 0
+
+        def __iter__(self) -> Any:
+            self.passes += 1
+            return iter([(x, y)] if self.passes <= 2 else [])
+
+    with pytest.raises(ValueError, match="inputs must give at least one batch"):
+        lr_find(nn.Linear(3, 1), RunsDry(), start_lr=1e-4, end_lr=1e-3, steps=5)

@@ -287,3 +287,41 @@ def test_an_optimizer_with_another_rate_setting_or_groups_is_refused_by_name(
     assert_same_bits(params_of(m2), before)
     assert [dict(g, params=None) for g in opt2.param_groups] == groups
     assert not opt2.state
+
+
+@pytest.mark.parametrize("first_gen", [True, False], ids=["generator dropped", "generator added"])
+def test_a_resume_that_draws_its_batches_from_another_rng_is_refused(
+    tmp_path: Path, first_gen: bool
+) -> None:
+    x, t, *_ = _data()
+
+    def gen() -> torch.Generator | None:
+        return torch.Generator().manual_seed(0) if first_gen else None
+
+    train_loop(_model(), x, t, epochs=2, lr=0.05, batch_size=8, generator=gen(),
+               checkpoint=tmp_path / "c.pt")  # fmt: skip
+    m2 = _model()
+    before, rng = params_of(m2), torch.get_rng_state()
+    other = None if first_gen else torch.Generator().manual_seed(0)
+    with pytest.raises(CheckpointError, match="batch_rng: saved"):
+        train_loop(m2, x, t, epochs=4, lr=0.05, batch_size=8, generator=other,
+                   checkpoint=tmp_path / "c.pt", resume=True)  # fmt: skip
+    assert_same_bits(params_of(m2), before)
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_checkpoint_written_before_batch_rng_was_kept_still_resumes(tmp_path: Path) -> None:
+    x, t, *_ = _data()
+    whole = _model()
+    train_loop(
+        whole, x, t, epochs=4, lr=0.05, batch_size=8, generator=torch.Generator().manual_seed(0)
+    )
+    path = tmp_path / "c.pt"
+    train_loop(_model(), x, t, epochs=2, lr=0.05, batch_size=8,
+               generator=torch.Generator().manual_seed(0), checkpoint=path)  # fmt: skip
+    reseal(tmp_path / "c.pt", lambda data: data["settings"].pop("batch_rng"))
+    resumed = _model()
+    train_loop(resumed, x, t, epochs=4, lr=0.05, batch_size=8,
+               generator=torch.Generator().manual_seed(0), checkpoint=tmp_path / "c.pt",
+               resume=True)  # fmt: skip
+    assert_same_bits(params_of(resumed), params_of(whole))

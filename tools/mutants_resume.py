@@ -16,3 +16,23 @@ MUTANTS: list[tuple[str, str, str, list[str]]] = [
         T,
     ),
 ]
+MUTANTS += [
+    (
+        S + "_ckptcheck.py",
+        '    for late in ("data", "loss", "batch_rng"):',
+        '    for late in ("data", "loss"):',
+        T,
+    ),
+    (
+        S + "_ckptcheck.py",
+        '"the global RNG" if generator is None else "a generator"',
+        '"the global RNG"',
+        T,
+    ),
+    (
+        S + "_preflight.py",
+        '            check_class_range(loss_fn, out, rows[1], name="targets")\n',
+        "",
+        ["tests/test_loop_bugs3.py"],
+    ),
+]

@@ -675,6 +675,14 @@ def main() -> int:
     args = parser.parse_args()
     everything = MUTANTS + _extra_mutants()
     chosen = [(k, m) for k, m in enumerate(everything) if args.only in m[0] + m[1]]
+    stale = [
+        (k, path, old) for k, (path, old, _, _) in chosen if old not in (ROOT / path).read_text()
+    ]
+    for k, path, old in stale:  # found before minutes of runs, not after them
+        print(f"mutant {k} does not apply: {old!r} is not in {path}", file=sys.stderr)
+    if stale or not chosen:
+        print("" if stale else f"no mutant matches --only {args.only!r}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda km: _run(km[0], km[1], Path(tmp)), chosen))
     survivors = []

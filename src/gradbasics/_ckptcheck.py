@@ -76,6 +76,7 @@ def run_settings(
     batch_size: int | None,
     loss_fn: Callable[..., object] | None = None,
     data: tuple[Tensor, Tensor] | None = None,
+    generator: torch.Generator | None = None,
 ) -> LazySettings:
     """Describe a run in plain values, so a resumed run can be checked against it.
 
@@ -91,6 +92,9 @@ def run_settings(
     plain_settings = {"update": rule, "lr": rate, "rows": rows, "batch_size": batch_size}
     if loss_fn is not None:
         plain_settings["loss"] = describe_loss(loss_fn)
+    # Which RNG draws the batches: resumed from a generator's state, the global one's
+    # would draw other batches.
+    plain_settings["batch_rng"] = "the global RNG" if generator is None else "a generator"
     return LazySettings(plain_settings, data)
 
 
@@ -264,7 +268,7 @@ def _same(a: object, b: object) -> bool:
 def check_settings(path: Path, saved: dict[str, Any], settings: dict[str, Any]) -> None:
     """Each saved setting must equal this run's (``data`` only when both have it)."""
     keys = set(saved) | set(settings)
-    for late in ("data", "loss"):  # written before these were kept
+    for late in ("data", "loss", "batch_rng"):  # written before these were kept
         if late not in saved:
             keys.discard(late)
     diff = [

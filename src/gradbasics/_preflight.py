@@ -38,7 +38,7 @@ def length(loader: object) -> int | None:
         return None
 
 
-def _generators(loader: object) -> list[torch.Generator]:
+def generators(loader: object) -> list[torch.Generator]:
     """The generators a loader and its samplers draw from (each once)."""
     batches = getattr(loader, "batch_sampler", None)
     owners = (loader, getattr(loader, "sampler", None), batches, getattr(batches, "sampler", None))
@@ -56,13 +56,13 @@ def peek(loader: Iterable[Any]) -> object | None:
     A shuffling loader draws its order from its generator (or the global one) when it is
     iterated: both are restored, so the run's first epoch sees the order it would have.
     """
-    generators = _generators(loader)
-    states = [g.get_state() for g in generators]
+    found = generators(loader)
+    states = [g.get_state() for g in found]
     try:
         with torch.random.fork_rng(devices=[]):
             return next(iter(loader), None)
     finally:
-        for g, state in zip(generators, states, strict=True):
+        for g, state in zip(found, states, strict=True):
             g.set_state(state)
 
 
@@ -113,6 +113,25 @@ def check_class_shape(loss_fn: object, out: Tensor, targets: Tensor, *, name: st
         )
 
 
+def check_class_range(loss_fn: object, out: Tensor, targets: Tensor, *, name: str) -> None:
+    r"""Class indices must name one of the outputs' classes: :math:`0 \le t < C`."""
+    if (
+        not isinstance(loss_fn, _CLASS_LOSSES)
+        or out.dim() < 2
+        or targets.is_floating_point()
+        or not targets.numel()
+    ):
+        return
+    classes = out.shape[1]
+    with sanctioned_sync():
+        low, high = int(targets.min()), int(targets.max())
+    if low < 0 or high >= classes:
+        raise ValueError(
+            f"{name} must be class indices from 0 to {classes - 1} (the outputs have "
+            f"{classes} classes), got values from {low} to {high}."
+        )
+
+
 def probe(
     model: nn.Module,
     loss_fn: Any,
@@ -142,6 +161,7 @@ def probe(
                     f"row(s) (of shape {tuple(xb.shape)}) failed: {exc}"
                 ) from exc
             check_class_shape(loss_fn, out, yb, name="targets")
+            check_class_range(loss_fn, out, rows[1], name="targets")
             check_loss_value(loss_fn(out, yb))
             for name, metric in metrics.items():
                 check_metric_value(name, metric(out, yb))

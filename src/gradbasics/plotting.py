@@ -304,9 +304,10 @@ def plot_lr_find(result: LRFindResult, *, title: str | None = None) -> Figure:
     ax.plot(result.lrs, result.losses, color="lightgrey", label="loss")
     ax.plot(result.lrs, result.smoothed, label="smoothed")
     if result.suggestion is not None:
-        at = result.lrs.index(result.suggestion)
         ax.axvline(result.suggestion, color="grey", linestyle=":", label="suggestion")
-        ax.plot([result.suggestion], [result.smoothed[at]], "o", color="red")
+        if result.suggestion in result.lrs:  # lr_find's always is; a hand-made one may not be
+            at = result.lrs.index(result.suggestion)
+            ax.plot([result.suggestion], [result.smoothed[at]], "o", color="red")
         ax.set_title(title or f"Learning-rate range test: suggestion {result.suggestion:.2g}")
     else:
         ax.set_title(title or "Learning-rate range test: no descent found")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+import numbers
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,13 +13,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gradbasics import _preflight as preflight
 from gradbasics._interrupts import DeferredInterrupt
 from gradbasics._trainargs import check_source
 from gradbasics._validate import (
     _describe,
     check_generator,
     check_int,
-    check_lr,
     check_model,
     model_device_dtype,
     modes,
@@ -35,6 +37,8 @@ BETA = 0.98
 r"""The smoothing factor :math:`\beta` of :attr:`LRFindResult.smoothed` (fastai's)."""
 STOP_FACTOR = 4.0
 """The test stops after a loss above this many times the lowest so far."""
+ROUNDING = 1e-12
+"""A fall of the smoothed loss by less than this share of it is rounding, not descent."""
 
 
 @dataclass(frozen=True)
@@ -147,24 +151,20 @@ def lr_find(
         True
     """
     check_model(model)
-    start = _check_rate(start_lr, "start_lr")
-    end = _check_rate(end_lr, "end_lr")
-    if start >= end:
-        raise ValueError(f"start_lr must be below end_lr, got start_lr={start_lr!r} and "
-                         f"end_lr={end_lr!r}.")  # fmt: skip
-    n_steps = check_int(steps, name="steps", minimum=2)
+    rates = _rates(start_lr, end_lr, check_int(steps, name="steps", minimum=2))
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {_describe(optimizer)}.")
     params, fn = trainable_params(model), check_loss_fn(loss_fn)
     device, dtype = model_device_dtype(model)
     x, y, size, loader = check_source(inputs, targets, batch_size, dtype, loss_fn is None)
     gen = check_generator(generator)
+    seen = preflight.sample(x, y, loader, dtype, loss_fn is None)  # a loader's first batch
+    preflight.probe(model, fn, seen, device, {})  # the loss and targets, as train_loop's
     x, y = _placed(device, x, y)
-    rates = [start * (end / start) ** (i / (n_steps - 1)) for i in range(n_steps)]
     run = Run(model=model, params=params, loss_fn=fn, x=x, y=y, size=size or x.shape[0],
               sizes=[], generator=gen, optimizer=optimizer, update=manual_sgd_step, lr=0.0,
               interrupts=DeferredInterrupt(), loader=loader)  # fmt: skip
-    saved = _Saved(model, optimizer, gen)
+    saved = _Saved(model, optimizer, [*([gen] if gen else []), *preflight.generators(loader)])
     try:
         model.train()
         losses = _ramp(run, rates)
@@ -178,10 +178,30 @@ def lr_find(
 
 
 def _check_rate(value: object, name: str) -> float:
-    rate = check_lr(value, name=name)
-    if rate <= 0:
-        raise ValueError(f"{name} must be > 0 (the rates grow geometrically), got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {_describe(value)}.")
+    rate = float(value)
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"{name} must be a finite number > 0 (the rates grow "
+                         f"geometrically), got {value!r}.")  # fmt: skip
     return rate
+
+
+def _rates(start_lr: object, end_lr: object, steps: int) -> list[float]:
+    r"""The ramp :math:`\eta_0 < \dots < \eta_{T-1}`, refused when it cannot be one."""
+    start, end = _check_rate(start_lr, "start_lr"), _check_rate(end_lr, "end_lr")
+    if start >= end:
+        raise ValueError(f"start_lr must be below end_lr, got start_lr={start_lr!r} and "
+                         f"end_lr={end_lr!r}.")  # fmt: skip
+    ratio = end / start
+    rates = [start * ratio ** (i / (steps - 1)) for i in range(steps)]
+    if not math.isfinite(ratio) or any(a >= b for a, b in itertools.pairwise(rates)):
+        raise ValueError(
+            f"start_lr and end_lr must give {steps} distinct finite rates, got start_lr="
+            f"{start_lr!r} and end_lr={end_lr!r} (a ratio of {ratio!r}); take a range of "
+            "a few decades."
+        )
+    return rates
 
 
 def _batches(run: Run) -> Iterator[tuple[Tensor, Tensor]]:
@@ -199,9 +219,16 @@ def _ramp(run: Run, rates: Sequence[float]) -> list[float]:
     """One step per rate; stops after a non-finite loss or one above 4x the lowest."""
     losses: list[float] = []
     lowest = math.inf
+    for p in run.params:  # gradients left by an earlier backward must not join the first step
+        p.grad = None
     for rate, (xb, yb) in zip(rates, _batches(run), strict=False):
         loss = check_loss_value(run.loss_fn(run.model(xb), yb))
         value = float(loss.item())
+        if value < 0:
+            raise ValueError(
+                f"loss_fn must give losses >= 0 for the range test (it stops above 4 times "
+                f"the lowest), got {value!r} at step {len(losses)}."
+            )
         losses.append(value)
         lowest = min(lowest, value)
         if not math.isfinite(value) or value > STOP_FACTOR * lowest:
@@ -231,7 +258,10 @@ def steepest(lrs: Sequence[float], smoothed: Sequence[float]) -> float | None:
     r"""Return :math:`\eta_{i^\star}`, where ``smoothed`` falls fastest per :math:`\ln\eta`."""
     best, where = 0.0, None
     for i in range(len(lrs) // 10, len(lrs) - 1):  # the first tenth: too few losses seen
-        slope = (smoothed[i + 1] - smoothed[i]) / (math.log(lrs[i + 1]) - math.log(lrs[i]))
+        fall = smoothed[i] - smoothed[i + 1]
+        if not fall > ROUNDING * abs(smoothed[i]):  # a flat curve's rounding is no descent
+            continue
+        slope = -fall / (math.log(lrs[i + 1]) - math.log(lrs[i]))
         if math.isfinite(slope) and slope < best:
             best, where = slope, i
     return None if where is None else lrs[where]
@@ -241,27 +271,37 @@ class _Saved:
     """A copy of everything the test changes, to put back exactly."""
 
     def __init__(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer | None, gen: torch.Generator | None
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        generators: list[torch.Generator],
     ) -> None:
-        self.model, self.optimizer, self.generator = model, optimizer, gen
+        self.model, self.optimizer = model, optimizer
         self.weights = copy.deepcopy(model.state_dict())
+        self.buffers = [  # every buffer, also those state_dict leaves out (persistent=False)
+            (m, name, None if b is None else b.clone())
+            for m in model.modules()
+            for name, b in m._buffers.items()
+        ]
         self.grads = [(p, None if p.grad is None else p.grad.clone()) for p in model.parameters()]
         self.modes = modes(model)
         self.opt_state = None if optimizer is None else copy.deepcopy(optimizer.state_dict())
-        self.gen_state = None if gen is None else gen.get_state()
+        self.generators = [(g, g.get_state()) for g in generators]
         self.cpu_rng = torch.get_rng_state()
         self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
     def restore(self) -> None:
         """Put the weights, gradients, modes, optimizer and RNG states back."""
         self.model.load_state_dict(self.weights)
+        for module, name, buffer in self.buffers:
+            module._buffers[name] = buffer
         for p, grad in self.grads:
             p.grad = grad
         restore_modes(self.modes)
         if self.optimizer is not None and self.opt_state is not None:
             self.optimizer.load_state_dict(self.opt_state)
-        if self.generator is not None and self.gen_state is not None:
-            self.generator.set_state(self.gen_state)
+        for g, state in self.generators:
+            g.set_state(state)
         torch.set_rng_state(self.cpu_rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)

@@ -301,7 +301,7 @@ def train_loop(
     preflight.probe(core, fn, seen, device, tried)
     rows, data, per_batch = (n, (x, y), size) if loader is None else args.loader_data(loader)
     settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows,
-                            batch_size=per_batch, loss_fn=fn, data=data)  # fmt: skip
+                            batch_size=per_batch, loss_fn=fn, data=data, generator=gen)  # fmt: skip
     if acc > 1:  # a run setting only when used: older checkpoints still resume
         settings["accumulate"] = acc
     x, y = _placed(device, x, y)
