@@ -83,7 +83,8 @@ def lr_find(
             \left(\frac{\eta_{\text{end}}}{\eta_{\text{start}}}\right)^{i/(T-1)}
 
     on the batches :func:`~gradbasics.train_loop` would draw with the same arguments (a
-    new epoch's permutation after the last batch), in train mode: plain SGD
+    new epoch's permutation after the last batch), in train mode, from no gradient (any
+    left by an earlier backward are set aside and put back): plain SGD
     :math:`\theta \leftarrow \theta - \eta_i \nabla_\theta L_i`, or ``optimizer.step()``
     with every group's ``lr`` set to :math:`\eta_i`. It stops after the first step whose
     loss is NaN, infinite or above ``4`` times the lowest so far (that loss is kept, its
@@ -107,9 +108,14 @@ def lr_find(
         i^\star = \operatorname*{argmin}_{\lfloor n/10 \rfloor \le i \le n-2} g_i
         \ (\text{over finite } g_i < 0)
 
-    Afterwards the model (parameters, buffers, gradients, train/eval modes), the
-    optimizer (state and rates), ``generator`` and the global RNGs are exactly as before,
-    also on errors.
+    A fall of :math:`s` by less than :math:`10^{-12}` of it is the average's rounding,
+    not a descent: a flat curve suggests nothing (None). The data, the loss and class
+    targets are checked first as ``train_loop`` checks them (a loader's first batch, a
+    forward pass on a sample), and the stop rule needs losses :math:`\ge 0`.
+
+    Afterwards the model (parameters, every buffer, gradients, train/eval modes), the
+    optimizer (state and rates), ``generator``, a loader's own generators and the global
+    torch RNGs are exactly as before, also on errors.
 
     Args:
         model: The model; its parameters that require grad are trained.
@@ -131,8 +137,9 @@ def lr_find(
 
     Raises:
         TypeError: On arguments of the wrong type or dtype.
-        ValueError: On rates that are not ``0 < start_lr < end_lr`` (finite), ``steps``
-            < 2, or bad data; nothing is changed then.
+        ValueError: On rates that are not ``0 < start_lr < end_lr`` (finite, with
+            ``steps`` distinct rates between them), ``steps`` < 2, bad data or targets, or
+            a negative loss; nothing is changed then.
 
     Example:
         >>> import torch
