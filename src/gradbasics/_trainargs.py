@@ -251,7 +251,7 @@ def build_callbacks(
 
 
 def refuse_combinations(
-    ddp: bool, graph: object, loader: object, opt: torch.optim.Optimizer | None,
+    *, ddp: bool, graph: object, loader: object, opt: torch.optim.Optimizer | None,
     callbacks: Sequence[Callback], epochs: int, updates: int | None,
 ) -> None:  # fmt: skip
     """Refuse, with the reason, options that cannot run together (engines aside).

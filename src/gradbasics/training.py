@@ -296,8 +296,9 @@ def train_loop(
         checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
     )  # fmt: skip
     cbs = ordered([*check_callbacks(callbacks), *built])
-    args.refuse_combinations(ranks is not None, graph, loader, opt, cbs, n_epochs,
-                             preflight.updates_per_epoch(n, size, loader, acc))  # fmt: skip
+    args.refuse_combinations(ddp=ranks is not None, graph=graph, loader=loader, opt=opt,
+                             callbacks=cbs, epochs=n_epochs,
+                             updates=preflight.updates_per_epoch(n, size, loader, acc))  # fmt: skip
     preflight.probe(core, fn, seen, device, tried)
     rows, data, per_batch = (n, (x, y), size) if loader is None else args.loader_data(loader)
     settings = run_settings(lr=lr, optimizer=opt, update=update, rows=rows,

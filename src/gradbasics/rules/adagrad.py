@@ -132,7 +132,7 @@ def adagrad_step(
     t = advance(state.steps, idx)
     sums = pick(state.sum, idx)
     minus_clr = [-lr / (1 + (s - 1) * lr_decay) for s in t]
-    h = _AdagradArgs(weight_decay, eps, maximize)
+    h = _AdagradArgs(weight_decay=weight_decay, eps=eps, maximize=maximize)
     dispatch(
         foreach, _adagrad_each, _adagrad_foreach, idx, ps, gs, sums, minus_clr,
         batched=_adagrad_batched, h=h,

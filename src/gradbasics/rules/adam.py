@@ -124,7 +124,15 @@ def adam_step(
         return
     refuse_sparse(idx, gs, "rules.AdamW" if decoupled else "rules.Adam")
     t = advance(state.steps, idx)
-    h = _AdamArgs(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled)
+    h = _AdamArgs(
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
+        amsgrad=amsgrad,
+        maximize=maximize,
+        decoupled=decoupled,
+    )
     dispatch(foreach, _adam_each, _adam_foreach, idx, ps, gs, t, state=state, h=h)
 
 

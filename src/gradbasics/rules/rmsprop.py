@@ -130,7 +130,15 @@ def rmsprop_step(
         return
     refuse_sparse(idx, gs, "rules.RMSprop")
     advance(state.steps, idx)
-    h = _RmspropArgs(lr, alpha, eps, weight_decay, momentum, centered, maximize)
+    h = _RmspropArgs(
+        lr=lr,
+        alpha=alpha,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        centered=centered,
+        maximize=maximize,
+    )
     dispatch(foreach, _rmsprop_each, _rmsprop_foreach, idx, ps, gs, state=state, h=h)
 
 

@@ -112,7 +112,14 @@ def sgd_step(
         return
     refuse_sparse(idx, gs, "rules.SGD")
     advance(state.steps, idx)
-    h = _SgdArgs(lr, momentum, dampening, nesterov, weight_decay, maximize)
+    h = _SgdArgs(
+        lr=lr,
+        momentum=momentum,
+        dampening=dampening,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        maximize=maximize,
+    )
     dispatch(foreach, _sgd_each, _sgd_foreach, idx, ps, gs, state=state, h=h)
 
 
